@@ -1,0 +1,32 @@
+# FDAGMM: `make install train` sets up a machine and runs the main experiment; `make test` tests.
+PYTHON ?= python3
+# A local copy of the KDDCUP99 10% file, linked into data/ by `make data` when it exists;
+# without one the program downloads the file through scikit-learn.
+KDD_FILE ?= ../shared/data/kddcup.data_10_percent.gz
+
+.PHONY: help install data train test tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install:  ## install the package with its pinned dependencies and test tools
+	$(PYTHON) -m pip install -e ".[dev]"
+	@$(MAKE) --no-print-directory data
+
+data:  ## link $(KDD_FILE) into data/ if it exists and data/ has no copy yet
+	@if [ -f "$(KDD_FILE)" ] && [ ! -e data/kddcup.data_10_percent.gz ]; then \
+		mkdir -p data && ln -s "$$(realpath "$(KDD_FILE)")" data/kddcup.data_10_percent.gz && \
+		echo "linked $(KDD_FILE) into data/"; fi
+
+train:  ## FDAGMM on scenario 3, 20 rounds (the README's main command)
+	$(PYTHON) src/train.py scenario=s3 fed.rounds=20
+
+test:  ## the test suite, slow end-to-end tests included
+	$(PYTHON) -m pytest
+
+tensorboard:  ## TensorBoard over every run under outputs/
+	tensorboard --logdir outputs/
+
+clean:  ## remove caches (outputs/ and data/ are kept)
+	rm -rf .pytest_cache src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,174 @@
+"""DAGMM (Zong et al., ICLR 2018) in plain torch: the networks, the mixture and the energy.
+
+Nothing here depends on Lightning. The mixture is always derived from sufficient statistics
+(S0, S1, S2, n) accumulated in float64: in a training batch, over a whole training set, or
+summed over the clients of a federation, the same code gives the same mixture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fdagmm.errors import NumericalError
+
+# Denominator guard for norms and component weights: far below any real value in float64.
+TINY = 1e-12
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with tanh between them and a linear last layer."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i > 0:
+            layers.append(nn.Tanh())
+        layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+@dataclass
+class DAGMMOutput:
+    x_hat: Tensor  # reconstruction, (N, D)
+    z: Tensor  # [z_c, relative Euclidean distance, cosine similarity], (N, latent + 2)
+    gamma: Tensor  # soft membership in the K components, (N, K)
+
+
+class DAGMM(nn.Module):
+    """Compression network (deep autoencoder) and estimation network."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: tuple[int, ...] = (60, 30, 10),
+        latent_dim: int = 1,
+        estimation_hidden: int = 10,
+        n_components: int = 4,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        self.encoder = _mlp([input_dim, *hidden_dims, latent_dim])
+        self.decoder = _mlp([latent_dim, *reversed(hidden_dims), input_dim])
+        self.estimation = nn.Sequential(
+            nn.Linear(latent_dim + 2, estimation_hidden),
+            nn.Tanh(),
+            nn.Dropout(dropout),
+            nn.Linear(estimation_hidden, n_components),
+            nn.Softmax(dim=1),
+        )
+
+    def forward(self, x: Tensor) -> DAGMMOutput:
+        z_c = self.encoder(x)
+        x_hat = self.decoder(z_c)
+        z = torch.cat([z_c, reconstruction_features(x, x_hat)], dim=1)
+        return DAGMMOutput(x_hat=x_hat, z=z, gamma=self.estimation(z))
+
+
+def reconstruction_features(x: Tensor, x_hat: Tensor) -> Tensor:
+    """[||x - x'|| / ||x||, cos(x, x')] per sample; a zero-norm x gives finite values."""
+    relative = (x - x_hat).norm(dim=1) / x.norm(dim=1).clamp_min(TINY)
+    cosine = F.cosine_similarity(x, x_hat, dim=1, eps=TINY)
+    return torch.stack([relative, cosine], dim=1)
+
+
+@dataclass
+class GMMStats:
+    """Sufficient statistics of a soft-assigned mixture over ``n`` samples (float64).
+
+    s0[k] = sum_i gamma_ik, s1[k] = sum_i gamma_ik z_i, s2[k] = sum_i gamma_ik z_i z_i^T.
+    Statistics of disjoint sample sets add up to those of their union.
+    """
+
+    s0: Tensor  # (K,)
+    s1: Tensor  # (K, d)
+    s2: Tensor  # (K, d, d)
+    n: int
+
+    def __add__(self, other: GMMStats) -> GMMStats:
+        return GMMStats(self.s0 + other.s0, self.s1 + other.s1, self.s2 + other.s2, self.n + other.n)
+
+
+def gmm_sufficient_stats(z: Tensor, gamma: Tensor) -> GMMStats:
+    z, gamma = z.double(), gamma.double()
+    return GMMStats(
+        s0=gamma.sum(0),
+        s1=gamma.T @ z,
+        s2=torch.einsum("nk,ni,nj->kij", gamma, z, z),
+        n=z.shape[0],
+    )
+
+
+@dataclass
+class GaussianMixture:
+    phi: Tensor  # (K,) component weights
+    mu: Tensor  # (K, d) means
+    sigma: Tensor  # (K, d, d) covariances
+
+    def to(self, device: torch.device | str) -> GaussianMixture:
+        return GaussianMixture(self.phi.to(device), self.mu.to(device), self.sigma.to(device))
+
+
+def mixture_from_stats(stats: GMMStats) -> GaussianMixture:
+    weight = stats.s0.clamp_min(TINY)
+    mu = stats.s1 / weight[:, None]
+    sigma = stats.s2 / weight[:, None, None] - mu[:, :, None] * mu[:, None, :]
+    return GaussianMixture(phi=stats.s0 / stats.n, mu=mu, sigma=0.5 * (sigma + sigma.mT))
+
+
+def cholesky_with_jitter(sigma: Tensor, jitter: float, max_tries: int = 6) -> Tensor:
+    """Cholesky factors of sigma + jitter*I, with 10x more jitter while a factorisation fails."""
+    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
+    for _ in range(max_tries):
+        factor, info = torch.linalg.cholesky_ex(sigma + jitter * eye)
+        if not info.any():
+            return factor
+        jitter *= 10.0
+    raise NumericalError(
+        f"covariance is not positive definite even with {jitter / 10:g} added to its diagonal: "
+        "the model has diverged; lower the learning rate or raise model.cov_jitter"
+    )
+
+
+def sample_energy(z: Tensor, mixture: GaussianMixture, jitter: float) -> Tensor:
+    """E(z) = -log sum_k phi_k N(z; mu_k, Sigma_k), per sample, in float64.
+
+    Cholesky factor, triangular solve for the Mahalanobis term, log-determinant from the
+    factor's diagonal and logsumexp over components: no explicit inverse or determinant.
+    """
+    z = z.double()
+    factor = cholesky_with_jitter(mixture.sigma, jitter)  # (K, d, d)
+    centred = (z[None, :, :] - mixture.mu[:, None, :]).mT  # (K, d, N)
+    solved = torch.linalg.solve_triangular(factor, centred, upper=False)  # (K, d, N)
+    mahalanobis = solved.square().sum(dim=1).T  # (N, K)
+    log_det = 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
+    d = z.shape[1]
+    log_density = -0.5 * (d * math.log(2 * math.pi) + log_det + mahalanobis)
+    return -torch.logsumexp(mixture.phi.clamp_min(TINY).log() + log_density, dim=1)
+
+
+def covariance_penalty(sigma: Tensor) -> Tensor:
+    """P(Sigma) = sum_k sum_j 1 / Sigma_k[j, j]; large when a component collapses."""
+    return sigma.diagonal(dim1=-2, dim2=-1).clamp_min(TINY).reciprocal().sum()
+
+
+@dataclass
+class DAGMMLoss:
+    total: Tensor
+    reconstruction: Tensor
+    energy: Tensor
+    cov_penalty: Tensor
+
+
+def dagmm_objective(
+    x: Tensor, out: DAGMMOutput, lambda_energy: float, lambda_cov: float, cov_jitter: float
+) -> DAGMMLoss:
+    """J = mean ||x - x'||^2 + lambda_energy * mean E(z) + lambda_cov * P(Sigma), batch mixture."""
+    mixture = mixture_from_stats(gmm_sufficient_stats(out.z, out.gamma))
+    reconstruction = (x - out.x_hat).square().sum(dim=1).mean()
+    energy = sample_energy(out.z, mixture, cov_jitter).mean().to(x.dtype)
+    penalty = covariance_penalty(mixture.sigma).to(x.dtype)
+    total = reconstruction + lambda_energy * energy + lambda_cov * penalty
+    return DAGMMLoss(total, reconstruction.detach(), energy.detach(), penalty.detach())

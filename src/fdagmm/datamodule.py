@@ -1,0 +1,131 @@
+"""The LightningDataModule that turns KDDCUP99 and a scenario into encoded client partitions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+from fdagmm.errors import DataError
+from fdagmm.features import FeatureEncoder, ScalingStats
+from fdagmm.kdd import LABEL, NORMAL_LABEL, load_kdd
+from fdagmm.partition import partition_clients
+from fdagmm.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClientData:
+    """One client's encoded records: attacks to train on; attacks and normals to test on."""
+
+    client_id: int
+    train_x: Tensor  # (n_train, D) float32
+    test_x: Tensor  # (n_test, D) float32
+    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records (DAGMM's convention)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_x)
+
+
+def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate)."""
+    dataset = TensorDataset(x)
+    generator = torch.Generator().manual_seed(seed)
+    batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
+    return DataLoader(dataset, sampler=batches, batch_size=None)
+
+
+class KDDClientsDataModule(pl.LightningDataModule):
+    """Loads KDDCUP99, partitions it into the scenario's clients and encodes each client.
+
+    Scaling bounds come from the training records of ``train_clients`` (the clients whose
+    data the method trains on), combined from per-client statistics. ``train_dataloader``
+    serves the union of those clients' training sets (centralised training);
+    ``client_train_dataloader`` serves one client's (federated training).
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        variant: str,
+        data_dir: str,
+        batch_size: int,
+        scenario: dict,
+        seed: int,
+        train_clients: list[int],
+    ):
+        super().__init__()
+        self.path = path
+        self.variant = variant
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.scenario = scenario
+        self.seed = seed
+        self.train_clients = list(train_clients)
+        self.clients: list[ClientData] = []
+        self.encoder: FeatureEncoder | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return self.encoder.dim
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.clients:  # Lightning calls setup on every fit; the data is prepared once
+            return
+        frame = load_kdd(self.path, self.variant, self.data_dir)
+        labels = frame[LABEL].to_numpy(dtype=str)
+        splits = partition_clients(
+            labels,
+            common_attacks=list(self.scenario["common_attacks"]),
+            common_fractions=list(self.scenario["common_fractions"]),
+            rare_fractions=list(self.scenario["rare_fractions"]),
+            seed=self.seed,
+            train_fraction=self.scenario["train_fraction"],
+        )
+        for split in splits:
+            if len(split.train_idx) == 0 or len(split.test_idx) == 0:
+                raise DataError(
+                    f"scenario {self.scenario['name']} leaves client {split.client_id} with "
+                    f"{len(split.train_idx)} training and {len(split.test_idx)} test records: "
+                    "raise its fractions in the scenario config"
+                )
+        # Each training client reports the min/max of its own training records only.
+        scaling = ScalingStats.combine(
+            [ScalingStats.of(frame.iloc[splits[k].train_idx]) for k in self.train_clients]
+        )
+        self.encoder = FeatureEncoder(scaling)
+        self.clients = [
+            ClientData(
+                client_id=s.client_id,
+                train_x=torch.from_numpy(self.encoder.transform(frame.iloc[s.train_idx])),
+                test_x=torch.from_numpy(self.encoder.transform(frame.iloc[s.test_idx])),
+                test_is_anomaly=labels[s.test_idx] == NORMAL_LABEL,
+            )
+            for s in splits
+        ]
+
+    def train_dataloader(self) -> DataLoader:
+        x = torch.cat([self.clients[k].train_x for k in self.train_clients])
+        return batch_loader(x, self.batch_size, derive_seed(self.seed))
+
+    def client_train_dataloader(self, client_id: int, seed: int) -> DataLoader:
+        return batch_loader(self.clients[client_id].train_x, self.batch_size, seed)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Record counts per client, for the log and metrics.json."""
+        return {
+            f"client{c.client_id}": {
+                "n_train": c.n_train,
+                "n_test": len(c.test_x),
+                "n_test_anomalies": int(c.test_is_anomaly.sum()),
+            }
+            for c in self.clients
+        }

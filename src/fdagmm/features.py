@@ -1,0 +1,72 @@
+"""Encode KDDCUP99 records as model inputs: one-hot categories and min-max scaled numbers.
+
+The category vocabulary is fixed by the schema (``kdd.CATEGORIES``). The scaling bounds are
+fitted on training records only; in a federation each client reports ``ScalingStats`` of its
+own training records (per-feature min, max and a count) and the server combines them, which
+gives exactly the bounds of the union without any record leaving a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fdagmm.kdd import CATEGORIES, NUMERIC_FEATURES
+
+
+@dataclass(frozen=True)
+class ScalingStats:
+    """Per-feature minimum and maximum of the numeric features over ``n_records`` records."""
+
+    minimum: np.ndarray
+    maximum: np.ndarray
+    n_records: int
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> ScalingStats:
+        if len(frame) == 0:
+            raise ValueError("scaling statistics of an empty set of records")
+        values = frame[NUMERIC_FEATURES].to_numpy(dtype=np.float64)
+        return cls(values.min(axis=0), values.max(axis=0), len(frame))
+
+    @classmethod
+    def combine(cls, parts: list[ScalingStats]) -> ScalingStats:
+        """The statistics of the union of the disjoint record sets behind ``parts``."""
+        return cls(
+            np.min([p.minimum for p in parts], axis=0),
+            np.max([p.maximum for p in parts], axis=0),
+            sum(p.n_records for p in parts),
+        )
+
+
+class FeatureEncoder:
+    """Records -> float32 matrix: scaled numeric features, then one-hot categories."""
+
+    def __init__(self, scaling: ScalingStats):
+        self.scaling = scaling
+        span = scaling.maximum - scaling.minimum
+        # A feature constant over the training records (num_outbound_cmds in the 10% file)
+        # maps to 0 rather than dividing by zero.
+        self._span = np.where(span > 0, span, 1.0)
+        self._offsets = np.cumsum([len(NUMERIC_FEATURES)] + [len(v) for v in CATEGORIES.values()])
+
+    @property
+    def dim(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*NUMERIC_FEATURES] + [f"{c}={v}" for c, vocab in CATEGORIES.items() for v in vocab]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.zeros((len(frame), self.dim), dtype=np.float32)
+        numeric = frame[NUMERIC_FEATURES].to_numpy(dtype=np.float64)
+        out[:, : len(NUMERIC_FEATURES)] = (numeric - self.scaling.minimum) / self._span
+        rows = np.arange(len(frame))
+        for offset, (column, vocabulary) in zip(self._offsets[:-1], CATEGORIES.items()):
+            codes = pd.Categorical(frame[column], categories=vocabulary).codes
+            known = codes >= 0  # a value outside the vocabulary stays all-zeros
+            out[rows[known], offset + codes[known]] = 1.0
+        return out

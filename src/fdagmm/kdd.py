@@ -1,0 +1,176 @@
+"""Load the KDDCUP99 data set: its schema, reading a file, and scikit-learn's fetcher.
+
+Every loader returns the same frame: the 41 feature columns under scikit-learn's names,
+then ``label`` with the trailing dot removed (``normal``, ``smurf``, ...).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fdagmm.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FEATURES = [
+    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
+    "wrong_fragment", "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised",
+    "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
+    "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login", "count",
+    "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
+    "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count",
+    "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
+    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
+]  # fmt: skip
+LABEL = "label"
+
+# The vocabulary is the data set's schema (kddcup.names), not what one file or one client
+# happens to contain: the 10% file has 66 services, the full data set 70.
+CATEGORIES = {
+    "protocol_type": ["icmp", "tcp", "udp"],
+    "service": [
+        "IRC", "X11", "Z39_50", "aol", "auth", "bgp", "courier", "csnet_ns", "ctf", "daytime",
+        "discard", "domain", "domain_u", "echo", "eco_i", "ecr_i", "efs", "exec", "finger",
+        "ftp", "ftp_data", "gopher", "harvest", "hostnames", "http", "http_2784", "http_443",
+        "http_8001", "imap4", "iso_tsap", "klogin", "kshell", "ldap", "link", "login", "mtp",
+        "name", "netbios_dgm", "netbios_ns", "netbios_ssn", "netstat", "nnsp", "nntp", "ntp_u",
+        "other", "pm_dump", "pop_2", "pop_3", "printer", "private", "red_i", "remote_job",
+        "rje", "shell", "smtp", "sql_net", "ssh", "sunrpc", "supdup", "systat", "telnet",
+        "tftp_u", "tim_i", "time", "urh_i", "urp_i", "uucp", "uucp_path", "vmnet", "whois",
+    ],
+    "flag": ["OTH", "REJ", "RSTO", "RSTOS0", "RSTR", "S0", "S1", "S2", "S3", "SF", "SH"],
+}  # fmt: skip
+CATEGORICAL_FEATURES = list(CATEGORIES)
+NUMERIC_FEATURES = [f for f in FEATURES if f not in CATEGORIES]
+
+NORMAL_LABEL = "normal"
+ATTACK_LABELS = [
+    "back", "buffer_overflow", "ftp_write", "guess_passwd", "imap", "ipsweep", "land",
+    "loadmodule", "multihop", "neptune", "nmap", "perl", "phf", "pod", "portsweep", "rootkit",
+    "satan", "smurf", "spy", "teardrop", "warezclient", "warezmaster",
+]  # fmt: skip
+KNOWN_LABELS = frozenset([NORMAL_LABEL, *ATTACK_LABELS])
+
+# File names used by the UCI archive and by scikit-learn's fetcher.
+VARIANT_FILES = {"10_percent": "kddcup.data_10_percent.gz", "full": "kddcup.data.gz"}
+
+
+def read_kdd_file(path: str | Path) -> pd.DataFrame:
+    """Read a KDDCUP99 CSV file (plain or gzip) with its label column, and check its schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"KDDCUP99 file not found: {path}. Pass data.path=<file> "
+            "(kddcup.data_10_percent.gz or kddcup.data.gz from the UCI KDD archive)"
+        )
+    n_columns = len(FEATURES) + 1
+    try:
+        compression = _compression(path)
+        with gzip.open(path, "rt") if compression else open(path) as f:
+            first = f.readline()
+        found = len(first.rstrip("\r\n").split(","))
+        if found != n_columns:
+            raise DataError(
+                f"{path}: line 1 has {found} comma-separated fields, a KDDCUP99 file has "
+                f"{n_columns} (41 features and the label): is this the right file?"
+            )
+        frame = pd.read_csv(
+            path, header=None, names=[*FEATURES, LABEL], index_col=False, compression=compression
+        )
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not a readable CSV or gzip file ({e}): download it again") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: malformed CSV ({_first_line(e)}): every line needs {n_columns} fields") from e
+    return validate_frame(frame, source=str(path))
+
+
+def fetch_kdd(variant: str, data_dir: str | Path) -> pd.DataFrame:
+    """Load KDDCUP99 through scikit-learn's fetcher, downloading into ``data_dir`` if needed."""
+    from sklearn.datasets import fetch_kddcup99
+
+    log.info("Loading KDDCUP99 (%s) through scikit-learn into %s", variant, data_dir)
+    try:
+        bunch = fetch_kddcup99(
+            data_home=str(data_dir), percent10=variant == "10_percent", as_frame=True
+        )
+    except Exception as e:  # no network, a refused download, a broken cache: all the same fix
+        raise DataError(
+            f"KDDCUP99 is not in {data_dir} and scikit-learn could not download it "
+            f"({type(e).__name__}: {_first_line(e)}); download {VARIANT_FILES[variant]} from "
+            f"the UCI KDD archive and pass data.path=<file> (or put it in {data_dir}/)"
+        ) from e
+    frame = bunch.frame.rename(columns={"labels": LABEL})
+    for column in [*CATEGORICAL_FEATURES, LABEL]:
+        frame[column] = frame[column].str.decode("ascii")
+    for column in NUMERIC_FEATURES:
+        frame[column] = pd.to_numeric(frame[column])
+    return validate_frame(frame, source=f"scikit-learn's KDDCUP99 ({variant})")
+
+
+def load_kdd(path: str | None, variant: str, data_dir: str | Path) -> pd.DataFrame:
+    """The data set named by the config: ``path`` if given, else ``data_dir``'s copy or the fetcher."""
+    if path is not None:
+        return read_kdd_file(path)
+    local = Path(data_dir) / VARIANT_FILES[variant]
+    if local.exists():
+        return read_kdd_file(local)
+    return fetch_kdd(variant, data_dir)
+
+
+def validate_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check types, missing values, categories and labels; strip the label's trailing dot."""
+    for column in NUMERIC_FEATURES:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = int(np.flatnonzero(numeric.isna() & values.notna())[0])
+            raise DataError(
+                f"{source}: line {bad + 1}, column {column}: {values.iloc[bad]!r} is not a number"
+            )
+        finite = np.isfinite(values.to_numpy(dtype=np.float64))
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"{source}: line {bad + 1}, column {column}: missing or non-finite value "
+                f"({values.iloc[bad]})"
+            )
+    for column in [*CATEGORICAL_FEATURES, LABEL]:
+        missing = frame[column].isna().to_numpy()
+        if missing.any():
+            bad = int(np.flatnonzero(missing)[0])
+            raise DataError(f"{source}: line {bad + 1}, column {column}: missing value")
+    for column, vocabulary in CATEGORIES.items():
+        unknown = ~frame[column].isin(vocabulary).to_numpy()
+        if unknown.any():
+            bad = int(np.flatnonzero(unknown)[0])
+            raise DataError(
+                f"{source}: line {bad + 1}, column {column}: unknown value "
+                f"{frame[column].iloc[bad]!r} (not in the KDDCUP99 schema): are the columns shifted?"
+            )
+    frame[LABEL] = frame[LABEL].str.rstrip(".")
+    unknown = ~frame[LABEL].isin(KNOWN_LABELS).to_numpy()
+    if unknown.any():
+        bad = int(np.flatnonzero(unknown)[0])
+        raise DataError(
+            f"{source}: line {bad + 1}: unknown label {frame[LABEL].iloc[bad]!r}; "
+            f"known labels: normal and the 22 attack types of the KDDCUP99 training data"
+        )
+    return frame
+
+
+def _compression(path: Path) -> str | None:
+    """``"gzip"`` for a gzip file whatever its name, else None (plain text)."""
+    with open(path, "rb") as f:
+        return "gzip" if f.read(2) == b"\x1f\x8b" else None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
