@@ -92,12 +92,15 @@ def test_centralised_baselines(kdd_slice, tmp_path, method, eval_client, losses)
 
 
 def test_local_mixture_and_pooled_threshold_change_the_scores(kdd_slice, tmp_path):
-    base = train(_cfg(kdd_slice, tmp_path / "base"))["final"]
+    base = train(_cfg(kdd_slice, tmp_path / "base"))
     local = train(_cfg(kdd_slice, tmp_path / "local", "fed.gmm_stats=local"))["final"]
     pooled = train(_cfg(kdd_slice, tmp_path / "pooled", "eval.threshold_ref=pooled"))["final"]
-    assert local["test/auroc"] != base["test/auroc"]  # another mixture, other energies
-    assert pooled["test/auroc"] == base["test/auroc"]  # same energies ...
-    assert pooled["test/threshold"] != base["test/threshold"]  # ... another threshold
+    assert local["test/auroc"] != base["final"]["test/auroc"]  # another mixture, other energies
+    assert pooled["test/auroc"] == base["final"]["test/auroc"]  # same energies ...
+    assert pooled["test/threshold"] != base["final"]["test/threshold"]  # ... another threshold
+    # Every run also reports its final model under both threshold references.
+    assert base["final_by_threshold_ref"]["own"] == base["final"]
+    assert base["final_by_threshold_ref"]["pooled"] == pooled
 
 
 def _cli(*args, cwd=ROOT):

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from fdagmm.errors import ConfigError
+from fdagmm.evaluation import THRESHOLD_REFS
 from fdagmm.kdd import ATTACK_LABELS, VARIANT_FILES
 
 
@@ -127,7 +128,7 @@ def validate_config(cfg: DictConfig) -> None:
     )
     _check(0.0 < cfg.eval.anomaly_ratio < 1.0, f"eval.anomaly_ratio must be in (0, 1), got {cfg.eval.anomaly_ratio}")
     _check(
-        cfg.eval.threshold_ref in ("own", "pooled"),
+        cfg.eval.threshold_ref in THRESHOLD_REFS,
         f"eval.threshold_ref must be own or pooled, got {cfg.eval.threshold_ref!r}",
     )
 

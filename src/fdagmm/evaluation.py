@@ -65,9 +65,13 @@ def detection_metrics(
     }
 
 
+THRESHOLD_REFS = ("own", "pooled")
+
+
 @dataclass
 class Evaluation:
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # with the threshold from the first of the requested references
+    metrics_by_threshold_ref: dict[str, dict[str, float]]  # every requested reference
     test_energy: np.ndarray
     test_is_anomaly: np.ndarray
 
@@ -77,7 +81,7 @@ def evaluate_model(
     clients: list[ClientData],
     mixture_clients: list[int],
     eval_client: int,
-    threshold_ref: str,
+    threshold_refs: tuple[str, ...],
     anomaly_ratio: float,
     cov_jitter: float,
     device: torch.device,
@@ -85,19 +89,32 @@ def evaluate_model(
     """Fit the scoring mixture, threshold and measure ``net`` on ``eval_client``'s test set.
 
     The mixture comes from the summed statistics of ``mixture_clients``' training sets (each
-    client computes its own); ``threshold_ref`` is ``own`` (the evaluated client's training
-    and test records) or ``pooled`` (every client's training records and its test records).
+    client computes its own). A threshold reference is ``own`` (the evaluated client's
+    training and test records) or ``pooled`` (every client's training records and the
+    evaluated client's test records); thresholds change P, R and F1, not AUROC or AP.
     """
     net.to(device)
     stats = [dataset_gmm_stats(net, clients[k].train_x) for k in mixture_clients]
     mixture = mixture_from_stats(sum(stats[1:], stats[0]))
     target = clients[eval_client]
     test_energy = energies(net, target.test_x, mixture, cov_jitter)
-    reference_clients = [target] if threshold_ref == "own" else clients
-    reference = [energies(net, c.train_x, mixture, cov_jitter) for c in reference_clients]
-    threshold = anomaly_threshold(np.concatenate([*reference, test_energy]), anomaly_ratio)
+    needed = [target] if threshold_refs == ("own",) else clients
+    train_energy = {c.client_id: energies(net, c.train_x, mixture, cov_jitter) for c in needed}
+    references = {
+        "own": [train_energy[eval_client], test_energy],
+        "pooled": [*train_energy.values(), test_energy],
+    }
+    by_ref = {
+        ref: detection_metrics(
+            target.test_is_anomaly,
+            test_energy,
+            anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio),
+        )
+        for ref in threshold_refs
+    }
     return Evaluation(
-        metrics=detection_metrics(target.test_is_anomaly, test_energy, threshold),
+        metrics=by_ref[threshold_refs[0]],
+        metrics_by_threshold_ref=by_ref,
         test_energy=test_energy,
         test_is_anomaly=target.test_is_anomaly,
     )

@@ -18,7 +18,7 @@ from fdagmm.client import client_update
 from fdagmm.config import train_clients_of, validate_config
 from fdagmm.dagmm import DAGMM
 from fdagmm.datamodule import KDDClientsDataModule
-from fdagmm.evaluation import Evaluation, evaluate_model
+from fdagmm.evaluation import THRESHOLD_REFS, Evaluation, evaluate_model
 from fdagmm.lit_module import DAGMMLitModule
 from fdagmm.server import run_fedavg
 from fdagmm.tracking import log_final_to_tensorboard, print_metrics_table, write_json_atomic
@@ -75,7 +75,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         clients=datamodule.clients,
         mixture_clients=[cfg.method.eval_client] if gmm_local else train_clients,
         eval_client=cfg.method.eval_client,
-        threshold_ref=cfg.eval.threshold_ref,
         anomaly_ratio=cfg.eval.anomaly_ratio,
         cov_jitter=cfg.model.cov_jitter,
     )
@@ -83,8 +82,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history: list[dict[str, float]] = []
     latest: list[Evaluation] = []
 
+    # The final model is also measured with the other threshold reference (metrics.json's
+    # final_by_threshold_ref): the study does not say which one it used.
+    other_refs = tuple(ref for ref in THRESHOLD_REFS if ref != cfg.eval.threshold_ref)
+
     def on_round_end(round_idx: int, net: DAGMM, device: Any, train_losses: dict[str, float]) -> None:
-        evaluation = evaluate(net, device=device)
+        last = round_idx == cfg.fed.rounds
+        refs = (cfg.eval.threshold_ref, *(other_refs if last else ()))
+        evaluation = evaluate(net, device=device, threshold_refs=refs)
         latest[:] = [evaluation]
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
         history.append({"round": round_idx, **losses, **evaluation.metrics})
@@ -152,6 +157,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "eval_client": cfg.method.eval_client,
         "final": final,
+        "final_by_threshold_ref": latest[0].metrics_by_threshold_ref,
         "history": history,
         "partition": counts,
     }
