@@ -4,7 +4,12 @@ PYTHON ?= python3
 # without one the program downloads the file through scikit-learn.
 KDD_FILE ?= ../shared/data/kddcup.data_10_percent.gz
 
-.PHONY: help install data train test tensorboard clean
+# Where `make reproduce` writes its sweep; ARGS adds Hydra overrides (ARGS="data.path=...").
+ifndef SWEEP_DIR
+SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+
+.PHONY: help install data train reproduce test tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +25,13 @@ data:  ## link $(KDD_FILE) into data/ if it exists and data/ has no copy yet
 
 train:  ## FDAGMM on scenario 3, 20 rounds (the README's main command)
 	$(PYTHON) src/train.py scenario=s3 fed.rounds=20
+
+reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its report
+	@start=$$(date +%s); \
+	$(PYTHON) src/train.py experiment=reproduce hydra.sweep.dir=$(SWEEP_DIR) $(ARGS) || exit 1; \
+	wall=$$(( $$(date +%s) - start )); \
+	$(PYTHON) src/report.py $(SWEEP_DIR) --wall-time-s $$wall || exit 1; \
+	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"
 
 test:  ## the test suite, slow end-to-end tests included
 	$(PYTHON) -m pytest

@@ -78,6 +78,7 @@ class Config:
     logger: Any = MISSING  # instantiated per client and for the server
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
+    torch_threads: Optional[int] = None  # CPU threads per run; None: torch's default
     debug: bool = False  # show full tracebacks instead of one-line errors
     optimized_metric: str = "test/auroc"  # what train.py returns to a sweeper
 
@@ -89,6 +90,7 @@ def register_configs() -> None:
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
     _check(cfg.data.variant in VARIANT_FILES, f"data.variant must be one of {list(VARIANT_FILES)}, got {cfg.data.variant!r}")
+    _check(cfg.torch_threads is None or cfg.torch_threads >= 1, f"torch_threads must be >= 1 or null, got {cfg.torch_threads}")
     _check(cfg.data.batch_size >= 1, f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 
     s = cfg.scenario

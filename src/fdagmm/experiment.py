@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,6 +54,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     _quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)
+    if cfg.torch_threads is not None:
+        torch.set_num_threads(cfg.torch_threads)
 
     train_clients = train_clients_of(cfg)
     datamodule: KDDClientsDataModule = instantiate(

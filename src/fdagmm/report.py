@@ -1,0 +1,237 @@
+"""Aggregate a sweep's runs into the study's tables and figures.
+
+Reads every job dir of a Hydra multirun (``.hydra/config.yaml`` and ``metrics.json``) and
+writes, into the sweep dir: ``report.md``, one CSV per metric, ``f1_by_scenario.png`` and
+``rounds.png``. A job without ``metrics.json``, or a (scenario, method, seed) of the grid
+with no job, is listed as missing rather than averaged away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from fdagmm.evaluation import THRESHOLD_REFS  # noqa: E402
+
+# Columns in the study's order, with the study's names.
+METHODS = {
+    "local": "DAGMM C0",
+    "fdagmm": "FDAGMM",
+    "pooled": "DAGMM C0&C1 (ideal bound)",
+    "remote": "DAGMM C1",
+}
+METRICS = {
+    "test/precision": "Precision",
+    "test/recall": "Recall",
+    "test/f1": "F1",
+    "test/auroc": "AUROC",
+    "test/avg_precision": "Average precision",
+}
+THRESHOLDED = ["test/precision", "test/recall", "test/f1"]
+
+
+@dataclass
+class Sweep:
+    runs: pd.DataFrame  # one row per finished job: scenario, method, seed, job, metrics
+    other_ref: pd.DataFrame  # the same jobs' P, R, F1 with the other threshold reference
+    histories: dict[tuple[str, str, int], pd.DataFrame]  # per-round history of each job
+    missing: list[str]  # failed jobs and holes in the grid, one line each
+    settings: dict[str, object]
+    other_ref_name: str
+
+
+def collect(sweep_dir: Path) -> Sweep:
+    rows, other_rows, histories, missing = [], [], {}, []
+    settings: dict[str, object] = {}
+    job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+    if not job_dirs:
+        raise FileNotFoundError(f"{sweep_dir} holds no Hydra job dirs (*/.hydra/config.yaml)")
+    for job in job_dirs:
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+        key = {"scenario": cfg.scenario.name, "method": cfg.method.name, "seed": int(cfg.seed)}
+        metrics_file = job / "metrics.json"
+        if not metrics_file.is_file():
+            missing.append(f"{job.name}: no metrics.json (the job failed or was stopped; see its train.log)")
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        settings = settings or _settings(cfg)
+        rows.append({**key, "job": job.name, **metrics["final"]})
+        other = next(r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref)
+        other_rows.append({**key, **metrics["final_by_threshold_ref"][other]})
+        histories[(key["scenario"], key["method"], key["seed"])] = pd.DataFrame(metrics["history"])
+    runs = pd.DataFrame(rows, columns=["scenario", "method", "seed", "job", *METRICS])
+    grid = itertools.product(
+        sorted(runs.scenario.unique()), [m for m in METHODS if m in set(runs.method)], sorted(runs.seed.unique())
+    )
+    present = set(zip(runs.scenario, runs.method, runs.seed))
+    missing += [f"scenario {s}, method {m}, seed {seed}: no finished job" for s, m, seed in grid if (s, m, seed) not in present]
+    return Sweep(
+        runs=runs,
+        other_ref=pd.DataFrame(other_rows, columns=["scenario", "method", "seed", *METRICS]),
+        histories=histories,
+        missing=missing,
+        settings=settings,
+        other_ref_name=next(r for r in THRESHOLD_REFS if r != settings.get("threshold reference")),
+    )
+
+
+def summary(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Mean, sample standard deviation and count over seeds: scenarios x methods."""
+    grouped = runs.groupby(["scenario", "method"])[metric]
+    methods = [m for m in METHODS if m in set(runs.method)]
+    shape = lambda s: s.unstack("method").reindex(columns=methods)  # noqa: E731
+    return shape(grouped.mean()), shape(grouped.std(ddof=1)), shape(grouped.count())
+
+
+def format_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    mean, std, count = summary(runs, metric)
+    n_seeds = count.max().max()
+    cells = mean.copy().astype(object)
+    for s, m in itertools.product(mean.index, mean.columns):
+        if pd.isna(mean.loc[s, m]):
+            cells.loc[s, m] = "missing"
+            continue
+        spread = "" if pd.isna(std.loc[s, m]) else f" ({std.loc[s, m]:.4f})"
+        partial = "" if count.loc[s, m] == n_seeds else f" [{count.loc[s, m]} of {n_seeds} seeds]"
+        cells.loc[s, m] = f"{mean.loc[s, m]:.4f}{spread}{partial}"
+    return cells.rename(columns=METHODS)
+
+
+def write_csv(runs: pd.DataFrame, metric: str, path: Path) -> None:
+    """The table in numbers: per scenario, each method's mean, std and seed count."""
+    mean, std, count = summary(runs, metric)
+    parts = {"mean": mean, "std": std, "n_seeds": count}
+    table = pd.concat(parts, axis=1).swaplevel(axis=1)
+    table = table.reindex(columns=[(m, p) for m in mean.columns for p in parts])
+    table.columns = [f"{METHODS[m]} {p}" for m, p in table.columns]
+    table.to_csv(path, index_label="scenario", float_format="%.6f")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    header = ["scenario", *table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([str(s), *map(str, row)]) + " |" for s, row in zip(table.index, table.values)]
+    return "\n".join(lines)
+
+
+def plot_f1_by_scenario(runs: pd.DataFrame, path: Path) -> None:
+    mean, std, _ = summary(runs, "test/f1")
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    width = 0.8 / len(mean.columns)
+    x = np.arange(len(mean.index))
+    for i, method in enumerate(mean.columns):
+        ax.bar(x + (i - (len(mean.columns) - 1) / 2) * width, mean[method], width,
+               yerr=std[method].fillna(0), capsize=3, label=METHODS[method])  # fmt: skip
+    ax.set_xticks(x, mean.index)
+    ax.set_xlabel("scenario")
+    ax.set_ylabel("F1 (mean and std over seeds)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_rounds(sweep: Sweep, path: Path) -> None:
+    """FDAGMM's client-0 AUROC and F1 per round, mean and +-1 std band, with reference levels."""
+    scenarios = sorted({s for s, m, _ in sweep.histories if m == "fdagmm"})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110, sharex=True)
+    for metric, ax in zip(["test/auroc", "test/f1"], axes):
+        for color, scenario in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], scenarios):
+            curves = pd.concat(
+                [h.set_index("round")[metric] for (s, m, _), h in sweep.histories.items() if s == scenario and m == "fdagmm"],
+                axis=1,
+            )
+            mean, std = curves.mean(axis=1), curves.std(axis=1, ddof=1).fillna(0)
+            ax.plot(mean.index, mean, color=color, label=f"{scenario} FDAGMM")
+            ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2)
+            for method, style in (("local", "--"), ("pooled", ":")):
+                level = sweep.runs.query("scenario == @scenario and method == @method")[metric].mean()
+                if not np.isnan(level):
+                    ax.axhline(level, color=color, linestyle=style, linewidth=1)
+        ax.set_title(f"{METRICS[metric]} on client 0's test set")
+        ax.set_xlabel("communication round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].plot([], [], "k--", linewidth=1, label="DAGMM C0 (final)")
+    axes[0].plot([], [], "k:", linewidth=1, label="DAGMM C0&C1 (final)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
+    """Write report.md, table_<metric>.csv and the two figures into ``sweep_dir``."""
+    sweep = collect(sweep_dir)
+    if sweep.runs.empty:
+        raise FileNotFoundError(f"no job in {sweep_dir} finished: " + "; ".join(sweep.missing))
+    seeds = sorted(sweep.runs.seed.unique())
+    parts = [
+        "# FDAGMM: reproduction of the study",
+        "",
+        f"Sweep `{sweep_dir}`: {len(sweep.runs)} finished jobs, scenarios "
+        f"{', '.join(sorted(sweep.runs.scenario.unique()))}, seeds {', '.join(map(str, seeds))}."
+        + (f" Wall time of the sweep: {wall_time_s / 60:.1f} min." if wall_time_s is not None else ""),
+        "",
+        "Cells: mean (sample standard deviation) over seeds. Positive class: `normal` records.",
+        "DAGMM C1 is evaluated on client 1's test set, every other method on client 0's.",
+        "",
+        "## Settings",
+        "",
+        *[f"- {k}: {v}" for k, v in sweep.settings.items()],
+    ]
+    for metric, name in METRICS.items():
+        write_csv(sweep.runs, metric, sweep_dir / f"table_{metric.split('/')[1]}.csv")
+        parts += ["", f"## {name}", "", _markdown(format_table(sweep.runs, metric))]
+    parts += [
+        "",
+        f"## Precision, recall and F1 with the `{sweep.other_ref_name}` threshold reference",
+        "",
+        "The same trained models and energies; only the threshold's reference set differs, "
+        "so AUROC and average precision are unchanged.",
+    ]
+    for metric in THRESHOLDED:
+        name = f"table_{metric.split('/')[1]}_{sweep.other_ref_name}_threshold.csv"
+        write_csv(sweep.other_ref, metric, sweep_dir / name)
+        parts += ["", f"### {METRICS[metric]}", "", _markdown(format_table(sweep.other_ref, metric))]
+    parts += ["", "## Missing or failed jobs", ""]
+    parts += [f"- {line}" for line in sweep.missing] or ["None: every job of the grid finished."]
+    plot_f1_by_scenario(sweep.runs, sweep_dir / "f1_by_scenario.png")
+    plot_rounds(sweep, sweep_dir / "rounds.png")
+    parts += [
+        "",
+        "## Figures",
+        "",
+        "![F1 by scenario and method](f1_by_scenario.png)",
+        "",
+        "![FDAGMM per communication round](rounds.png)",
+        "",
+    ]
+    path = sweep_dir / "report.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _settings(cfg) -> dict[str, object]:
+    return {
+        "rounds x local epochs": f"{cfg.fed.rounds} x {cfg.fed.local_epochs} "
+        "(centralised methods: as many epochs)",
+        "scoring mixture": cfg.fed.gmm_stats,
+        "optimiser": f"Adam, learning rate {cfg.model.optimizer.lr}",
+        "batch size": cfg.data.batch_size,
+        "lambda1, lambda2, K": f"{cfg.model.lambda_energy}, {cfg.model.lambda_cov}, {cfg.model.net.n_components}",
+        "anomaly ratio": cfg.eval.anomaly_ratio,
+        "threshold reference": cfg.eval.threshold_ref,
+        "data": cfg.data.path or f"{cfg.data.data_dir} ({cfg.data.variant})",
+    }
