@@ -37,6 +37,7 @@ def test_report_tables_match_the_jobs(sweep):
     report = write_report(sweep, wall_time_s=95.0).read_text()
     assert "Wall time of the sweep: 1.6 min" in report
     assert "None: every job of the grid finished." in report
+    assert "None: every loss and metric of every round of every finished job is finite." in report
     for metric in ("precision", "recall", "f1", "auroc", "avg_precision"):
         table = pd.read_csv(sweep / f"table_{metric}.csv", index_col="scenario")
         assert list(table.index) == ["s4"]

@@ -58,10 +58,11 @@ def test_federated_run_writes_metrics_and_tensorboard(kdd_slice, tmp_path):
     server = _events(tmp_path, "server")
     assert [e.step for e in server.Scalars("test/auroc")] == [1, 2]
     assert server.Scalars("test/auroc")[-1].value == pytest.approx(on_disk["final"]["test/auroc"])
-    tags = server.Tags()
-    assert "test/energy" in tags["histograms"]
-    assert "test/pr_curve" in server.PluginTagToContent("pr_curves")
     assert "_hparams_/session_start_info" in server.PluginTagToContent("hparams")
+    # The evaluated client logs the distribution of its own test energies.
+    evaluated = _events(tmp_path, "client0")
+    assert {"test/energy", "test/energy_normal_records", "test/energy_attack_records"} <= set(evaluated.Tags()["histograms"])
+    assert "test/pr_curve" in evaluated.PluginTagToContent("pr_curves")
 
 
 def test_same_seed_gives_identical_metrics(kdd_slice, tmp_path):
@@ -92,13 +93,13 @@ def test_centralised_baselines(kdd_slice, tmp_path, method, eval_client, losses)
 
 
 def test_local_mixture_and_pooled_threshold_change_the_scores(kdd_slice, tmp_path):
-    base = train(_cfg(kdd_slice, tmp_path / "base"))
+    base = train(_cfg(kdd_slice, tmp_path / "base", "eval.compare_threshold_refs=true"))
     local = train(_cfg(kdd_slice, tmp_path / "local", "fed.gmm_stats=local"))["final"]
     pooled = train(_cfg(kdd_slice, tmp_path / "pooled", "eval.threshold_ref=pooled"))["final"]
     assert local["test/auroc"] != base["final"]["test/auroc"]  # another mixture, other energies
     assert pooled["test/auroc"] == base["final"]["test/auroc"]  # same energies ...
     assert pooled["test/threshold"] != base["final"]["test/threshold"]  # ... another threshold
-    # Every run also reports its final model under both threshold references.
+    # Asked to, a run also reports its final model under both threshold references.
     assert base["final_by_threshold_ref"]["own"] == base["final"]
     assert base["final_by_threshold_ref"]["pooled"] == pooled
 
@@ -128,6 +129,7 @@ def test_cli_runs_with_overrides(kdd_slice, tmp_path):
         ("fed.rounds=0", "fed.rounds must be >= 1"),
         ("data.path=/nonexistent/kdd.gz", "KDDCUP99 file not found: /nonexistent/kdd.gz"),
         ("eval.anomaly_ratio=1.5", "eval.anomaly_ratio must be in (0, 1)"),
+        ("method=federated", "unknown method 'federated': choose one of fdagmm, local, pooled, remote"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(kdd_slice, tmp_path, override, expected):

@@ -6,11 +6,12 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from fdagmm.errors import FdagmmError
+from fdagmm.errors import ConfigError, FdagmmError
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +37,20 @@ def one_line_errors(debug: bool) -> Iterator[None]:
         if not multirun or debug:
             raise
         log.exception("job failed")
+
+
+def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
+    """Refuse a ``group=option`` override that names no option of a config group, in one line.
+
+    Hydra's own message for this lists the search path over many lines.
+    """
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        group = conf_dir / key
+        if not sep or not key or "." in key or "(" in value or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in (*options, "null"):
+                raise ConfigError(f"unknown {key} {choice!r}: choose one of {', '.join(options)}")

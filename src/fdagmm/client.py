@@ -1,7 +1,10 @@
-"""What a client does in a round of federated averaging: train the global model locally.
+"""What a client does: train the global model locally, report statistics, evaluate.
 
-A client's records never leave it: it returns a state dict and its training-sample count
-(and, when asked, the sufficient statistics of its records: ``evaluation.dataset_gmm_stats``).
+A ``Client`` holds one organisation's encoded records, and every method of it runs where
+those records are. What its methods return is all that leaves it: a state dict and a sample
+count (``update``), sufficient statistics (``gmm_stats``) and scalar metrics (``evaluate``).
+The one exception is ``train_energies``, needed only by the optional pooled threshold
+reference (``eval.threshold_ref=pooled``), which shares the energies of its training records.
 """
 
 from __future__ import annotations
@@ -9,14 +12,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from fdagmm.dagmm import DAGMM, GaussianMixture, GMMStats
 from fdagmm.datamodule import ClientData, batch_loader
+from fdagmm.evaluation import anomaly_threshold, dataset_gmm_stats, detection_metrics, energies
 from fdagmm.lit_module import DAGMMLitModule
 from fdagmm.seeding import derive_seed
-from fdagmm.tracking import ContinuousStepLogger
+from fdagmm.tracking import ContinuousStepLogger, log_score_distribution
+
+
+@dataclass
+class LocalTraining:
+    """How every client trains in a round: the same for all clients of a run."""
+
+    build_module: Callable[[], DAGMMLitModule]
+    build_trainer: Callable[..., pl.Trainer]
+    local_epochs: int
+    batch_size: int
+    seed: int
 
 
 @dataclass
@@ -25,33 +42,77 @@ class ClientUpdate:
     state: dict[str, Tensor]  # the locally trained network's weights, on the CPU
     n_samples: int  # n_k, the FedAvg weight
     train_loss: float  # mean loss over the round's local steps
-    device: torch.device  # where the client trained
 
 
-def client_update(
-    client: ClientData,
-    global_state: dict[str, Tensor],
-    round_idx: int,
-    local_epochs: int,
-    batch_size: int,
-    seed: int,
-    build_module: Callable[[], DAGMMLitModule],
-    build_trainer: Callable[..., pl.Trainer],
-    logger: ContinuousStepLogger,
-) -> ClientUpdate:
-    """ClientUpdate(k, theta): a fresh Trainer fits a module initialised from ``global_state``."""
-    # Dropout and shuffling depend only on (seed, round, client): not on which client ran first.
-    torch.manual_seed(derive_seed(seed, round_idx, client.client_id))
-    module = build_module()
-    module.net.load_state_dict(global_state)
-    trainer = build_trainer(max_epochs=local_epochs, logger=logger)
-    loader = batch_loader(client.train_x, batch_size, derive_seed(seed, round_idx, client.client_id, 1))
-    trainer.fit(module, train_dataloaders=loader)
-    logger.step_offset += trainer.global_step  # next round's curve continues where this one ended
-    return ClientUpdate(
-        client_id=client.client_id,
-        state={k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()},
-        n_samples=client.n_train,
-        train_loss=module.pop_mean_loss(),
-        device=trainer.strategy.root_device,
-    )
+class Client:
+    def __init__(
+        self,
+        data: ClientData,
+        cov_jitter: float,
+        training: LocalTraining | None = None,
+        logger: ContinuousStepLogger | None = None,
+    ):
+        self.data = data
+        self.cov_jitter = cov_jitter
+        self.training = training
+        self.logger = logger
+
+    @property
+    def client_id(self) -> int:
+        return self.data.client_id
+
+    @property
+    def n_train(self) -> int:
+        return self.data.n_train
+
+    def update(self, global_state: dict[str, Tensor], round_idx: int) -> ClientUpdate:
+        """ClientUpdate(k, theta): a fresh Trainer fits a module initialised from ``global_state``."""
+        t = self.training
+        # Dropout and shuffling depend only on (seed, round, client): not on which client ran
+        # first, nor on whether the run was resumed.
+        torch.manual_seed(derive_seed(t.seed, round_idx, self.client_id))
+        module = t.build_module()
+        module.net.load_state_dict(global_state)
+        trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)
+        loader = batch_loader(self.data.train_x, t.batch_size, derive_seed(t.seed, round_idx, self.client_id, 1))
+        trainer.fit(module, train_dataloaders=loader)
+        self.logger.step_offset += trainer.global_step  # the next round's curve continues here
+        return ClientUpdate(
+            client_id=self.client_id,
+            state={k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()},
+            n_samples=self.n_train,
+            train_loss=module.pop_mean_loss(),
+        )
+
+    def gmm_stats(self, net: DAGMM) -> GMMStats:
+        """Sufficient statistics of this client's training records under ``net``."""
+        return dataset_gmm_stats(net, self.data.train_x)
+
+    def train_energies(self, net: DAGMM, mixture: GaussianMixture) -> np.ndarray:
+        return energies(net, self.data.train_x, mixture, self.cov_jitter)
+
+    def evaluate(
+        self,
+        net: DAGMM,
+        mixture: GaussianMixture,
+        anomaly_ratio: float,
+        threshold_refs: tuple[str, ...],
+        others_train_energies: list[np.ndarray],
+        log_scores_at: int | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Test metrics per threshold reference: ``own`` (this client's training and test
+        records) or ``pooled`` (also ``others_train_energies``, the other clients' training
+        records). With ``log_scores_at``, the test energies go to this client's TensorBoard."""
+        test_energy = energies(net, self.data.test_x, mixture, self.cov_jitter)
+        own = [energies(net, self.data.train_x, mixture, self.cov_jitter), test_energy]
+        references = {"own": own, "pooled": [*own, *others_train_energies]}
+        if log_scores_at is not None and self.logger is not None:
+            log_score_distribution(self.logger, test_energy, self.data.test_is_anomaly, log_scores_at)
+        return {
+            ref: detection_metrics(
+                self.data.test_is_anomaly,
+                test_energy,
+                anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio),
+            )
+            for ref in threshold_refs
+        }

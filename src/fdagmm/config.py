@@ -43,6 +43,8 @@ class FedConfig:
     rounds: int = 20
     local_epochs: int = 1
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
+    min_clients: int = 1  # a round needs this many usable client updates, else the run stops
+    resume: Optional[str] = None  # the run dir of an interrupted federated run to continue
 
 
 @dataclass
@@ -58,6 +60,9 @@ class MethodConfig:
 class EvalConfig:
     anomaly_ratio: float = 0.2  # flag the top anomaly_ratio of the reference energies
     threshold_ref: str = "own"  # own: the client's train + test records | pooled
+    # Also measure the final model with the other reference. Off by default: the pooled
+    # reference needs every client's training-record energies, which a federation keeps private.
+    compare_threshold_refs: bool = False
 
 
 @dataclass
@@ -123,6 +128,10 @@ def validate_config(cfg: DictConfig) -> None:
 
     _check(cfg.fed.rounds >= 1, f"fed.rounds must be >= 1, got {cfg.fed.rounds}")
     _check(cfg.fed.local_epochs >= 1, f"fed.local_epochs must be >= 1, got {cfg.fed.local_epochs}")
+    _check(
+        1 <= cfg.fed.min_clients <= len(train_clients),
+        f"fed.min_clients must be between 1 and the {len(train_clients)} training clients, got {cfg.fed.min_clients}",
+    )
     _check(cfg.fed.gmm_stats in ("global", "local"), f"fed.gmm_stats must be global or local, got {cfg.fed.gmm_stats!r}")
     _check(
         cfg.fed.gmm_stats == "global" or m.eval_client in train_clients,

@@ -18,3 +18,9 @@ class DataError(FdagmmError):
 
 class NumericalError(FdagmmError):
     """A numerical failure that retrying with more regularisation did not cure."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for one-line reports of library errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -15,14 +15,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fdagmm.client import client_update
+from fdagmm.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
+from fdagmm.client import Client, LocalTraining
 from fdagmm.config import train_clients_of, validate_config
 from fdagmm.dagmm import DAGMM
 from fdagmm.datamodule import KDDClientsDataModule
-from fdagmm.evaluation import THRESHOLD_REFS, Evaluation, evaluate_model
+from fdagmm.errors import ConfigError
+from fdagmm.evaluation import THRESHOLD_REFS
 from fdagmm.lit_module import DAGMMLitModule
-from fdagmm.server import run_fedavg
-from fdagmm.tracking import log_final_to_tensorboard, print_metrics_table, write_json_atomic
+from fdagmm.server import evaluate_global_model, run_fedavg
+from fdagmm.tracking import log_hparams, print_metrics_table, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +33,27 @@ PROGRESS_METRICS = ("test/auroc", "test/f1")
 
 
 class RoundEnd(pl.Callback):
-    """Calls ``fn(round, module, device)`` every ``epochs_per_round`` epochs of centralised training."""
+    """Calls ``fn(round, module)`` every ``epochs_per_round`` epochs of centralised training."""
 
-    def __init__(self, epochs_per_round: int, fn: Callable[[int, DAGMMLitModule, Any], None]):
+    def __init__(self, epochs_per_round: int, fn: Callable[[int, DAGMMLitModule], None]):
         self.epochs_per_round = epochs_per_round
         self.fn = fn
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: DAGMMLitModule) -> None:
         epochs = trainer.current_epoch + 1
         if epochs % self.epochs_per_round == 0:
-            self.fn(epochs // self.epochs_per_round, pl_module, trainer.strategy.root_device)
+            self.fn(epochs // self.epochs_per_round, pl_module)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate the configured method; write metrics.json and TensorBoard events.
 
-    Returns the metrics.json payload: the final test metrics, their per-round history and the
-    partition's record counts.
+    Returns the metrics.json payload: the final test metrics (with each threshold reference),
+    their per-round history and the partition's record counts. With ``fed.resume=<run dir>``
+    a federated run killed after a round continues from its checkpoint, in its own run dir.
     """
+    if cfg.fed.resume:
+        cfg = _resumed_config(cfg)
     validate_config(cfg)
     started = time.perf_counter()
     output_dir = Path(cfg.paths.output_dir)
@@ -69,98 +74,78 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("%s, scenario %s, seed %d: %s", cfg.method.label, cfg.scenario.name, cfg.seed, counts)
 
     build_module = partial(instantiate, cfg.model, net={"input_dim": datamodule.input_dim})
-    build_trainer = partial(instantiate, cfg.trainer)
     new_logger = partial(instantiate, cfg.logger)
     server_logger = new_logger(name="server")
+    training = LocalTraining(
+        build_module=build_module,
+        build_trainer=partial(instantiate, cfg.trainer),
+        local_epochs=cfg.fed.local_epochs,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+    )
+    clients = [
+        Client(data, cfg.model.cov_jitter, training, new_logger(name=f"client{data.client_id}"))
+        for data in datamodule.clients
+    ]
+    # Where Lightning trains (trainer.accelerator=auto: a GPU if there is one); evaluation runs there too.
+    device = training.build_trainer(max_epochs=1, logger=False).strategy.root_device
     gmm_local = cfg.method.federated and cfg.fed.gmm_stats == "local"
     evaluate = partial(
-        evaluate_model,
-        clients=datamodule.clients,
+        evaluate_global_model,
+        clients=clients,
         mixture_clients=[cfg.method.eval_client] if gmm_local else train_clients,
         eval_client=cfg.method.eval_client,
         anomaly_ratio=cfg.eval.anomaly_ratio,
-        cov_jitter=cfg.model.cov_jitter,
+        device=device,
     )
+    history: list[dict[str, Any]] = []
 
-    history: list[dict[str, float]] = []
-    latest: list[Evaluation] = []
-
-    # The final model is also measured with the other threshold reference (metrics.json's
-    # final_by_threshold_ref): the study does not say which one it used.
-    other_refs = tuple(ref for ref in THRESHOLD_REFS if ref != cfg.eval.threshold_ref)
-
-    def on_round_end(round_idx: int, net: DAGMM, device: Any, train_losses: dict[str, float]) -> None:
-        last = round_idx == cfg.fed.rounds
-        refs = (cfg.eval.threshold_ref, *(other_refs if last else ()))
-        evaluation = evaluate(net, device=device, threshold_refs=refs)
-        latest[:] = [evaluation]
+    def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
+        metrics = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))[cfg.eval.threshold_ref]
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
-        history.append({"round": round_idx, **losses, **evaluation.metrics})
-        server_logger.log_metrics({**losses, **evaluation.metrics}, step=round_idx)
+        history.append({"round": round_idx, **losses, **metrics, **extra})
+        server_logger.log_metrics({**losses, **metrics}, step=round_idx)
         log.info(
             "round %d/%d  %s  %s  (%.0f s)",
             round_idx,
             cfg.fed.rounds,
             "  ".join(f"{name} loss {loss:.4g}" for name, loss in train_losses.items()),
-            "  ".join(f"{key} {evaluation.metrics[key]:.4f}" for key in PROGRESS_METRICS),
+            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS),
             time.perf_counter() - started,
         )
 
     module = build_module()
     if cfg.method.federated:
-        loggers = {k: new_logger(name=f"client{k}") for k in train_clients}
-        updates = [
-            partial(
-                _client_round,
-                client=datamodule.clients[k],
-                local_epochs=cfg.fed.local_epochs,
-                batch_size=cfg.data.batch_size,
-                seed=cfg.seed,
-                build_module=build_module,
-                build_trainer=build_trainer,
-                logger=loggers[k],
-            )
-            for k in train_clients
-        ]
-        run_fedavg(
-            module.net,
-            cfg.fed.rounds,
-            updates,
-            on_round_end=lambda r, ups: on_round_end(
-                r, module.net, ups[0].device, {f"client{u.client_id}": u.train_loss for u in ups}
-            ),
-        )
+        _train_federated(cfg, module.net, [clients[k] for k in train_clients], history, on_round_end)
     else:
         # Centralised baselines train as many epochs as the federation does (rounds x local
         # epochs) with one optimiser, and are evaluated at the same points.
-        trainer = build_trainer(
+        trainer = training.build_trainer(
             max_epochs=cfg.fed.rounds * cfg.fed.local_epochs,
             logger=new_logger(name="train"),
             callbacks=[
                 RoundEnd(
                     cfg.fed.local_epochs,
-                    lambda r, m, device: on_round_end(r, m.net, device, {"train": m.pop_mean_loss()}),
+                    lambda r, m: on_round_end(r, m.net, {"train": m.pop_mean_loss()}),
                 )
             ],
         )
         trainer.fit(module, datamodule=datamodule)
 
-    final = {k: v for k, v in history[-1].items() if k.startswith("test/")}
-    log_final_to_tensorboard(
-        server_logger,
-        hparams=_hparams(cfg),
-        final=final,
-        test_energy=latest[0].test_energy,
-        test_is_anomaly=latest[0].test_is_anomaly,
-        step=cfg.fed.rounds,
-    )
+    # The final model, under every threshold reference if asked (the study does not say which
+    # it used); the evaluated client logs its test energies to its own TensorBoard dir.
+    others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
+    refs = (cfg.eval.threshold_ref, *others)
+    final_by_ref = evaluate(module.net, threshold_refs=refs, log_scores_at=cfg.fed.rounds)
+    final = final_by_ref[cfg.eval.threshold_ref]
+    log_hparams(server_logger, _hparams(cfg), final)
     payload = {
         "method": cfg.method.name,
         "scenario": cfg.scenario.name,
         "seed": cfg.seed,
         "eval_client": cfg.method.eval_client,
         "final": final,
-        "final_by_threshold_ref": latest[0].metrics_by_threshold_ref,
+        "final_by_threshold_ref": final_by_ref,
         "history": history,
         "partition": counts,
     }
@@ -174,8 +159,64 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-def _client_round(round_idx: int, global_state: dict, **kwargs: Any):
-    return client_update(global_state=global_state, round_idx=round_idx, **kwargs)
+def _train_federated(
+    cfg: DictConfig,
+    global_net: DAGMM,
+    clients: list[Client],
+    history: list[dict[str, Any]],
+    on_round_end: Callable[..., None],
+) -> None:
+    """FedAvg rounds, with a checkpoint after each."""
+    checkpoint_path = Path(cfg.paths.output_dir) / CHECKPOINT_FILE
+    identity = _run_identity(cfg)
+    first_round = 1
+    if cfg.fed.resume:
+        checkpoint = load_checkpoint(checkpoint_path, identity)
+        global_net.load_state_dict(checkpoint.global_state)
+        history[:] = checkpoint.history
+        for client in clients:
+            client.logger.step_offset = checkpoint.step_offsets[str(client.client_id)]
+        first_round = checkpoint.round + 1
+        log.info("resuming %s after round %d", cfg.paths.output_dir, checkpoint.round)
+
+    def round_end(round_idx: int, updates: list, rejected: dict[int, str]) -> None:
+        extra = {"excluded_clients": {str(k): why for k, why in rejected.items()}} if rejected else {}
+        losses = {f"client{u.client_id}": u.train_loss for u in updates}
+        on_round_end(round_idx, global_net, losses, **extra)
+        save_checkpoint(
+            checkpoint_path,
+            RoundCheckpoint(
+                round=round_idx,
+                global_state=global_net.state_dict(),
+                history=history,
+                step_offsets={str(c.client_id): c.logger.step_offset for c in clients},
+                run_identity=identity,
+            ),
+        )
+
+    run_fedavg(global_net, clients, cfg.fed.rounds, cfg.fed.min_clients, round_end, first_round)
+
+
+def _resumed_config(cfg: DictConfig) -> DictConfig:
+    """The interrupted run's own config, writing into its own run dir."""
+    run_dir = Path(cfg.fed.resume)
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"fed.resume={run_dir}: no .hydra/config.yaml there; pass the run dir of the interrupted run")
+    resumed = OmegaConf.load(saved)
+    if not resumed.method.federated:
+        raise ConfigError(f"fed.resume={run_dir}: that run is centralised ({resumed.method.name}); only federated runs resume")
+    resumed.paths.output_dir = str(run_dir)
+    resumed.fed.resume = str(run_dir)
+    return resumed
+
+
+def _run_identity(cfg: DictConfig) -> str:
+    """The settings that determine a run's results, as resolved YAML."""
+    keys = ("data", "scenario", "model", "fed", "method", "eval", "trainer", "seed", "torch_threads")
+    identity = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
+    identity["fed"].pop("resume")
+    return OmegaConf.to_yaml(identity)
 
 
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -185,7 +226,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "scenario": cfg.scenario.name,
         "seed": cfg.seed,
         "batch_size": cfg.data.batch_size,
-        **{f"fed/{k}": v for k, v in cfg.fed.items()},
+        **{f"fed/{k}": v for k, v in cfg.fed.items() if k != "resume"},
         **{f"eval/{k}": v for k, v in cfg.eval.items()},
         "lr": cfg.model.optimizer.lr,
         "lambda_energy": cfg.model.lambda_energy,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fdagmm.errors import DataError
+from fdagmm.errors import DataError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def read_kdd_file(path: str | Path) -> pd.DataFrame:
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV or gzip file ({e}): download it again") from e
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: malformed CSV ({_first_line(e)}): every line needs {n_columns} fields") from e
+        raise DataError(f"{path}: malformed CSV ({first_line(e)}): every line needs {n_columns} fields") from e
     return validate_frame(frame, source=str(path))
 
 
@@ -103,7 +103,7 @@ def fetch_kdd(variant: str, data_dir: str | Path) -> pd.DataFrame:
     except Exception as e:  # no network, a refused download, a broken cache: all the same fix
         raise DataError(
             f"KDDCUP99 is not in {data_dir} and scikit-learn could not download it "
-            f"({type(e).__name__}: {_first_line(e)}); download {VARIANT_FILES[variant]} from "
+            f"({type(e).__name__}: {first_line(e)}); download {VARIANT_FILES[variant]} from "
             f"the UCI KDD archive and pass data.path=<file> (or put it in {data_dir}/)"
         ) from e
     frame = bunch.frame.rename(columns={"labels": LABEL})
@@ -170,7 +170,3 @@ def _compression(path: Path) -> str | None:
     with open(path, "rb") as f:
         return "gzip" if f.read(2) == b"\x1f\x8b" else None
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -47,12 +47,13 @@ class Sweep:
     other_ref: pd.DataFrame  # the same jobs' P, R, F1 with the other threshold reference
     histories: dict[tuple[str, str, int], pd.DataFrame]  # per-round history of each job
     missing: list[str]  # failed jobs and holes in the grid, one line each
+    non_finite: list[str]  # jobs with a NaN or inf loss or metric, one line each
     settings: dict[str, object]
     other_ref_name: str
 
 
 def collect(sweep_dir: Path) -> Sweep:
-    rows, other_rows, histories, missing = [], [], {}, []
+    rows, other_rows, histories, missing, non_finite = [], [], {}, [], []
     settings: dict[str, object] = {}
     job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
     if not job_dirs:
@@ -68,8 +69,15 @@ def collect(sweep_dir: Path) -> Sweep:
         settings = settings or _settings(cfg)
         rows.append({**key, "job": job.name, **metrics["final"]})
         other = next(r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref)
-        other_rows.append({**key, **metrics["final_by_threshold_ref"][other]})
-        histories[(key["scenario"], key["method"], key["seed"])] = pd.DataFrame(metrics["history"])
+        if other in metrics["final_by_threshold_ref"]:  # runs with eval.compare_threshold_refs=true
+            other_rows.append({**key, **metrics["final_by_threshold_ref"][other]})
+        history = pd.DataFrame(metrics["history"])
+        histories[(key["scenario"], key["method"], key["seed"])] = history
+        numbers = history.select_dtypes("number")
+        bad = [c for c in numbers if not np.isfinite(numbers[c].dropna()).all()]
+        bad += [k for k, v in metrics["final"].items() if not np.isfinite(v)]
+        if bad:
+            non_finite.append(f"{job.name}: non-finite {', '.join(sorted(set(bad)))}")
     runs = pd.DataFrame(rows, columns=["scenario", "method", "seed", "job", *METRICS])
     grid = itertools.product(
         sorted(runs.scenario.unique()), [m for m in METHODS if m in set(runs.method)], sorted(runs.seed.unique())
@@ -81,6 +89,7 @@ def collect(sweep_dir: Path) -> Sweep:
         other_ref=pd.DataFrame(other_rows, columns=["scenario", "method", "seed", *METRICS]),
         histories=histories,
         missing=missing,
+        non_finite=non_finite,
         settings=settings,
         other_ref_name=next(r for r in THRESHOLD_REFS if r != settings.get("threshold reference")),
     )
@@ -199,14 +208,19 @@ def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
         f"## Precision, recall and F1 with the `{sweep.other_ref_name}` threshold reference",
         "",
         "The same trained models and energies; only the threshold's reference set differs, "
-        "so AUROC and average precision are unchanged.",
+        "so AUROC and average precision are unchanged."
+        + ("" if not sweep.other_ref.empty else " Not measured in this sweep: run it with eval.compare_threshold_refs=true."),
     ]
-    for metric in THRESHOLDED:
+    for metric in THRESHOLDED if not sweep.other_ref.empty else []:
         name = f"table_{metric.split('/')[1]}_{sweep.other_ref_name}_threshold.csv"
         write_csv(sweep.other_ref, metric, sweep_dir / name)
         parts += ["", f"### {METRICS[metric]}", "", _markdown(format_table(sweep.other_ref, metric))]
     parts += ["", "## Missing or failed jobs", ""]
     parts += [f"- {line}" for line in sweep.missing] or ["None: every job of the grid finished."]
+    parts += ["", "## Numerical faults", ""]
+    parts += [f"- {line}" for line in sweep.non_finite] or [
+        "None: every loss and metric of every round of every finished job is finite."
+    ]
     plot_f1_by_scenario(sweep.runs, sweep_dir / "f1_by_scenario.png")
     plot_rounds(sweep, sweep_dir / "rounds.png")
     parts += [

@@ -1,12 +1,22 @@
-"""What the server does: federated averaging of client updates (Algorithm 1)."""
+"""What the server does: federated averaging (Algorithm 1) and the federation's mixture."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
-from fdagmm.client import ClientUpdate
+from fdagmm.client import Client, ClientUpdate
+from fdagmm.dagmm import DAGMM, mixture_from_stats
+from fdagmm.errors import FdagmmError
+
+log = logging.getLogger(__name__)
+
+
+class FederationError(FdagmmError):
+    """A round in which too few clients returned a usable update."""
 
 
 def fedavg(states: list[dict[str, Tensor]], weights: list[float]) -> dict[str, Tensor]:
@@ -26,22 +36,75 @@ def fedavg(states: list[dict[str, Tensor]], weights: list[float]) -> dict[str, T
     }
 
 
+def collect_updates(
+    clients: list[Client], global_state: dict[str, Tensor], round_idx: int, min_clients: int
+) -> tuple[list[ClientUpdate], dict[int, str]]:
+    """Every client's update; a client that raises or returns non-finite weights is left out.
+
+    Returns the usable updates and, per left-out client, why. Raises FederationError when
+    fewer than ``min_clients`` updates are usable.
+    """
+    updates, rejected = [], {}
+    for client in clients:
+        try:
+            update = client.update(global_state, round_idx)
+        except Exception as e:  # one organisation's failure must not end the federation
+            rejected[client.client_id] = f"{type(e).__name__}: {e}"
+            log.warning("round %d: client %d failed and is left out: %s", round_idx, client.client_id, rejected[client.client_id])
+            continue
+        bad = [k for k, v in update.state.items() if not torch.isfinite(v).all()]
+        if bad:
+            rejected[client.client_id] = f"non-finite weights in {', '.join(bad)}"
+            log.warning("round %d: client %d's update is rejected: %s", round_idx, client.client_id, rejected[client.client_id])
+            continue
+        updates.append(update)
+    if len(updates) < min_clients:
+        reasons = "; ".join(f"client {k}: {why}" for k, why in rejected.items())
+        raise FederationError(
+            f"round {round_idx}: only {len(updates)} of {len(clients)} clients returned a usable "
+            f"update, fed.min_clients={min_clients} ({reasons})"
+        )
+    return updates, rejected
+
+
 def run_fedavg(
     global_net: nn.Module,
+    clients: list[Client],
     rounds: int,
-    client_updates: list[Callable[[int, dict[str, Tensor]], ClientUpdate]],
-    on_round_end: Callable[[int, list[ClientUpdate]], None],
+    min_clients: int,
+    on_round_end: Callable[[int, list[ClientUpdate], dict[int, str]], None],
+    first_round: int = 1,
 ) -> nn.Module:
-    """theta_{t+1} = sum_k n_k/n ClientUpdate(k, theta_t) for t = 1..rounds; trains ``global_net``.
+    """theta_{t+1} = sum_k n_k/n ClientUpdate(k, theta_t) for t = first_round..rounds.
 
-    ``client_updates[k](round, global_state)`` runs client k's update; ``on_round_end`` sees the
-    round's updates after ``global_net`` holds the new average.
+    ``on_round_end(round, updates, rejected)`` runs once ``global_net`` holds the round's average.
     """
-    for round_idx in range(1, rounds + 1):
+    for round_idx in range(first_round, rounds + 1):
         global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
-        updates = [update(round_idx, global_state) for update in client_updates]
-        global_net.load_state_dict(
-            fedavg([u.state for u in updates], [u.n_samples for u in updates])
-        )
-        on_round_end(round_idx, updates)
+        updates, rejected = collect_updates(clients, global_state, round_idx, min_clients)
+        global_net.load_state_dict(fedavg([u.state for u in updates], [u.n_samples for u in updates]))
+        on_round_end(round_idx, updates, rejected)
     return global_net
+
+
+def evaluate_global_model(
+    net: DAGMM,
+    clients: list[Client],
+    mixture_clients: list[int],
+    eval_client: int,
+    anomaly_ratio: float,
+    threshold_refs: tuple[str, ...],
+    device: torch.device,
+    log_scores_at: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """The scoring mixture from ``mixture_clients``' summed statistics, then ``eval_client``'s
+    test metrics per threshold reference (see ``Client.evaluate``)."""
+    net.to(device)
+    stats = [clients[k].gmm_stats(net) for k in mixture_clients]
+    mixture = mixture_from_stats(sum(stats[1:], stats[0]))
+    others = (
+        [c.train_energies(net, mixture) for c in clients if c.client_id != eval_client]
+        if "pooled" in threshold_refs
+        else []
+    )
+    return clients[eval_client].evaluate(net, mixture, anomaly_ratio, threshold_refs, others, log_scores_at)

@@ -41,25 +41,27 @@ class ContinuousStepLogger(TensorBoardLogger):
         super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
 
-def log_final_to_tensorboard(
-    logger: TensorBoardLogger,
-    hparams: dict[str, Any],
-    final: dict[str, float],
-    test_energy: np.ndarray,
-    test_is_anomaly: np.ndarray,
-    step: int,
-) -> None:
-    """Hyper-parameters with the final metrics, the test energies, and a PR curve."""
-    writer = logger.experiment
-    # The HParams tab reads each metric's last value from the scalars already logged per round.
+def log_hparams(logger: TensorBoardLogger, hparams: dict[str, Any], final: dict[str, float]) -> None:
+    """The run's settings with its final metrics, for TensorBoard's HParams tab.
+
+    The tab reads each metric's last value from the scalars already logged per round.
+    """
     for summary in hparams_summary(hparams, metric_dict=final):
-        writer.file_writer.add_summary(summary)
-    writer.add_histogram("test/energy", test_energy, step)
-    writer.add_histogram("test/energy_normal_records", test_energy[test_is_anomaly], step)
-    writer.add_histogram("test/energy_attack_records", test_energy[~test_is_anomaly], step)
+        logger.experiment.file_writer.add_summary(summary)
+    logger.experiment.flush()
+
+
+def log_score_distribution(
+    logger: TensorBoardLogger, energy: np.ndarray, is_anomaly: np.ndarray, step: int
+) -> None:
+    """Histograms of the test energies (all, normal, attack records) and a PR curve."""
+    writer = logger.experiment
+    writer.add_histogram("test/energy", energy, step)
+    writer.add_histogram("test/energy_normal_records", energy[is_anomaly], step)
+    writer.add_histogram("test/energy_attack_records", energy[~is_anomaly], step)
     # add_pr_curve wants scores in [0, 1]: the energy's rank is a monotone map there.
-    rank = np.argsort(np.argsort(test_energy)) / max(len(test_energy) - 1, 1)
-    writer.add_pr_curve("test/pr_curve", torch.from_numpy(test_is_anomaly), torch.from_numpy(rank), step)
+    rank = np.argsort(np.argsort(energy)) / max(len(energy) - 1, 1)
+    writer.add_pr_curve("test/pr_curve", torch.from_numpy(is_anomaly), torch.from_numpy(rank), step)
     writer.flush()
 
 

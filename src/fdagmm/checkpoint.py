@@ -1,0 +1,97 @@
+"""Round checkpoints of a federated run, so that a killed run resumes to the same result.
+
+After every round the driver saves the global weights, the round, the metric history, the
+TensorBoard step offsets and every RNG state into ``<run dir>/checkpoint.pt``; writing a
+temporary file and renaming it means a crash leaves the previous checkpoint intact.
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain data only.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fdagmm.errors import DataError, first_line
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class RoundCheckpoint:
+    round: int  # the last completed round
+    global_state: dict[str, Tensor]
+    history: list[dict[str, Any]]
+    step_offsets: dict[str, int]  # per client logger
+    run_identity: str  # the resolved config of the run it belongs to
+
+
+def save_checkpoint(path: Path, checkpoint: RoundCheckpoint) -> None:
+    payload = {
+        "format": FORMAT_VERSION,
+        "round": checkpoint.round,
+        "global_state": {k: v.detach().cpu() for k, v in checkpoint.global_state.items()},
+        "history": checkpoint.history,
+        "step_offsets": checkpoint.step_offsets,
+        "run_identity": checkpoint.run_identity,
+        "rng": _rng_states(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run_identity: str) -> RoundCheckpoint:
+    """Load a checkpoint of the run described by ``run_identity`` and restore its RNG states."""
+    if not path.is_file():
+        raise DataError(f"no checkpoint at {path}: the run was stopped before its first round ended; start it again")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path} is corrupt or not an FDAGMM checkpoint ({first_line(e)}): start the run again") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise DataError(
+            f"{path} is not an FDAGMM round checkpoint of format {FORMAT_VERSION}: it was written by "
+            "another version or program; start the run again"
+        )
+    if payload["run_identity"] != run_identity:
+        raise DataError(f"{path} belongs to a run with another config than {path.parent}/.hydra/config.yaml: it cannot resume it")
+    _restore_rng_states(payload["rng"])
+    return RoundCheckpoint(
+        round=payload["round"],
+        global_state=payload["global_state"],
+        history=payload["history"],
+        step_offsets=payload["step_offsets"],
+        run_identity=payload["run_identity"],
+    )
+
+
+def _rng_states() -> dict[str, Any]:
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "python": list(random.getstate()[1]),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate((3, tuple(states["python"]), None))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
