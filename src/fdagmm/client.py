@@ -91,6 +91,12 @@ class Client:
     def train_energies(self, net: DAGMM, mixture: GaussianMixture) -> np.ndarray:
         return energies(net, self.data.train_x, mixture, self.cov_jitter)
 
+    def reference_quantiles(self, net: DAGMM, mixture: GaussianMixture, n: int) -> np.ndarray:
+        """Energies of this client's training and test records at ``n`` evenly spaced quantiles
+        (exported with its detector, to re-threshold it for another anomaly ratio)."""
+        own = [energies(net, x, mixture, self.cov_jitter) for x in (self.data.train_x, self.data.test_x)]
+        return np.quantile(np.concatenate(own), np.linspace(0.0, 1.0, n))
+
     def evaluate(
         self,
         net: DAGMM,

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from fdagmm.errors import ConfigError
+from fdagmm.errors import ConfigError, first_line
 from fdagmm.evaluation import THRESHOLD_REFS
 from fdagmm.kdd import ATTACK_LABELS, VARIANT_FILES
 
@@ -88,8 +89,39 @@ class Config:
     optimized_metric: str = "test/auroc"  # what train.py returns to a sweeper
 
 
+@dataclass
+class ScoreConfig:
+    """``src/score.py``'s arguments (``key=value`` on its command line)."""
+
+    model: str = MISSING  # a training run dir (holds model.pt) or a model.pt
+    input: str = MISSING  # a KDDCUP99-format file, gzip or CSV, with or without the label
+    output: Optional[str] = None  # None: outputs/scores/<input name>_<date_time>.csv
+    threshold: Optional[float] = None  # an energy threshold; None: the model's own
+    anomaly_ratio: Optional[float] = None  # else: flag this share of the training reference
+    on_bad_line: str = "fail"  # fail | skip: what a malformed line does
+    chunk_size: int = 100_000  # records in memory at a time
+    debug: bool = False
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def score_config(args: list[str]) -> DictConfig:
+    """``key=value`` arguments checked against ScoreConfig: types, unknown keys, values."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(ScoreConfig), OmegaConf.from_dotlist(args))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{first_line(e)}: arguments are key=value with keys {', '.join(ScoreConfig.__dataclass_fields__)}") from e
+    missing = [k for k in ("model", "input") if OmegaConf.is_missing(cfg, k)]
+    _check(not missing, f"{' and '.join(missing)} required: python src/score.py model=<run dir> input=<file>")
+    _check(cfg.on_bad_line in ("fail", "skip"), f"on_bad_line must be fail or skip, got {cfg.on_bad_line!r}")
+    _check(cfg.chunk_size >= 1, f"chunk_size must be >= 1, got {cfg.chunk_size}")
+    _check(
+        cfg.anomaly_ratio is None or 0.0 < cfg.anomaly_ratio < 1.0,
+        f"anomaly_ratio must be in (0, 1), got {cfg.anomaly_ratio}",
+    )
+    return cfg
 
 
 def validate_config(cfg: DictConfig) -> None:

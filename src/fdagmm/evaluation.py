@@ -6,6 +6,8 @@ when its energy exceeds the (1 - anomaly_ratio) quantile of a reference set's en
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
@@ -13,22 +15,25 @@ from torch import Tensor
 
 from fdagmm.dagmm import DAGMM, GaussianMixture, GMMStats, gmm_sufficient_stats, sample_energy
 
-# Rows per forward pass when scoring: large for speed, bounded for memory.
-SCORING_CHUNK = 65536
+# Rows per forward pass when scoring.
+SCORING_CHUNK = 8192
 
 
 @torch.no_grad()
 def latent(net: DAGMM, x: Tensor) -> tuple[Tensor, Tensor]:
-    """z and gamma of every row of ``x`` (dropout off, on the net's device), float64 on the CPU."""
+    """z and gamma of every row of ``x`` (dropout off, on the net's device), float64 on the CPU.
+
+    Scoring runs a float64 copy of the network: float32 matrix kernels round a row
+    differently depending on its position in the batch, so a record's energy would depend
+    on which records it was scored with (and on a file's chunking).
+    """
     device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
+    net64 = copy.deepcopy(net).double().eval()
     zs, gammas = [], []
     for chunk in x.split(SCORING_CHUNK):
-        out = net(chunk.to(device))
-        zs.append(out.z.double().cpu())
-        gammas.append(out.gamma.double().cpu())
-    net.train(was_training)
+        out = net64(chunk.to(device, torch.float64))
+        zs.append(out.z.cpu())
+        gammas.append(out.gamma.cpu())
     return torch.cat(zs), torch.cat(gammas)
 
 

@@ -20,6 +20,7 @@ from fdagmm.client import Client, LocalTraining
 from fdagmm.config import train_clients_of, validate_config
 from fdagmm.dagmm import DAGMM
 from fdagmm.datamodule import KDDClientsDataModule
+from fdagmm.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.evaluation import THRESHOLD_REFS
 from fdagmm.lit_module import DAGMMLitModule
@@ -101,7 +102,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
-        metrics = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))[cfg.eval.threshold_ref]
+        _, by_ref = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))
+        metrics = by_ref[cfg.eval.threshold_ref]
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
         history.append({"round": round_idx, **losses, **metrics, **extra})
         server_logger.log_metrics({**losses, **metrics}, step=round_idx)
@@ -136,9 +138,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # it used); the evaluated client logs its test energies to its own TensorBoard dir.
     others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
     refs = (cfg.eval.threshold_ref, *others)
-    final_by_ref = evaluate(module.net, threshold_refs=refs, log_scores_at=cfg.fed.rounds)
+    mixture, final_by_ref = evaluate(module.net, threshold_refs=refs, log_scores_at=cfg.fed.rounds)
     final = final_by_ref[cfg.eval.threshold_ref]
     log_hparams(server_logger, _hparams(cfg), final)
+    Detector(
+        net=module.net.cpu(),
+        net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
+        | {"input_dim": datamodule.input_dim},
+        mixture=mixture,
+        encoder=datamodule.encoder,
+        cov_jitter=cfg.model.cov_jitter,
+        threshold=final["test/threshold"],
+        anomaly_ratio=cfg.eval.anomaly_ratio,
+        reference_quantiles=clients[cfg.method.eval_client].reference_quantiles(module.net, mixture, N_QUANTILES),
+        config=OmegaConf.to_yaml(cfg, resolve=True),
+    ).save(output_dir / MODEL_FILE)
     payload = {
         "method": cfg.method.name,
         "scenario": cfg.scenario.name,

@@ -42,15 +42,19 @@ class ScalingStats:
 
 
 class FeatureEncoder:
-    """Records -> float32 matrix: scaled numeric features, then one-hot categories."""
+    """Records -> float32 matrix: scaled numeric features, then one-hot categories.
 
-    def __init__(self, scaling: ScalingStats):
+    A category value outside the vocabulary encodes as all-zeros in its column's block.
+    """
+
+    def __init__(self, scaling: ScalingStats, categories: dict[str, list[str]] = CATEGORIES):
         self.scaling = scaling
+        self.categories = categories
         span = scaling.maximum - scaling.minimum
         # A feature constant over the training records (num_outbound_cmds in the 10% file)
         # maps to 0 rather than dividing by zero.
         self._span = np.where(span > 0, span, 1.0)
-        self._offsets = np.cumsum([len(NUMERIC_FEATURES)] + [len(v) for v in CATEGORIES.values()])
+        self._offsets = np.cumsum([len(NUMERIC_FEATURES)] + [len(v) for v in categories.values()])
 
     @property
     def dim(self) -> int:
@@ -58,15 +62,19 @@ class FeatureEncoder:
 
     @property
     def feature_names(self) -> list[str]:
-        return [*NUMERIC_FEATURES] + [f"{c}={v}" for c, vocab in CATEGORIES.items() for v in vocab]
+        return [*NUMERIC_FEATURES] + [f"{c}={v}" for c, vocab in self.categories.items() for v in vocab]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.zeros((len(frame), self.dim), dtype=np.float32)
         numeric = frame[NUMERIC_FEATURES].to_numpy(dtype=np.float64)
         out[:, : len(NUMERIC_FEATURES)] = (numeric - self.scaling.minimum) / self._span
         rows = np.arange(len(frame))
-        for offset, (column, vocabulary) in zip(self._offsets[:-1], CATEGORIES.items()):
-            codes = pd.Categorical(frame[column], categories=vocabulary).codes
+        for offset, (column, vocabulary) in zip(self._offsets[:-1], self.categories.items()):
+            codes = pd.Index(vocabulary).get_indexer(frame[column])
             known = codes >= 0  # a value outside the vocabulary stays all-zeros
             out[rows[known], offset + codes[known]] = 1.0
         return out
+
+    def unknown_counts(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per categorical column, how many records hold a value outside the vocabulary."""
+        return {c: int((~frame[c].isin(vocab)).sum()) for c, vocab in self.categories.items()}

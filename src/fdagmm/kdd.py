@@ -7,8 +7,12 @@ then ``label`` with the trailing dot removed (``normal``, ``smurf``, ...).
 from __future__ import annotations
 
 import gzip
+import io
+import itertools
 import logging
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +167,74 @@ def validate_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             f"known labels: normal and the 22 attack types of the KDDCUP99 training data"
         )
     return frame
+
+
+@dataclass
+class RecordChunk:
+    """Consecutive lines of a file to score: the well-formed ones parsed, the others named."""
+
+    line_numbers: np.ndarray  # 1-based line number of each row of ``frame``
+    frame: pd.DataFrame  # FEATURES (and LABEL, without its dot, if the file has labels)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
+
+
+def iter_record_chunks(path: str | Path, chunk_size: int) -> Iterator[RecordChunk]:
+    """Read a KDDCUP99-format file (gzip or CSV, with or without the label) in chunks.
+
+    Memory is bounded by ``chunk_size`` whatever the file's size. A line with the wrong number
+    of fields, a missing or non-numeric number or a missing category is reported in
+    ``bad_lines`` instead of parsed. Category values outside the schema are kept (the
+    encoder maps them to all-zeros); so are labels outside the training data's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    try:
+        compression = _compression(path)
+        with gzip.open(path, "rt") if compression else open(path) as f:
+            first = f.readline()
+            n_fields = len(first.rstrip("\r\n").split(","))
+            if n_fields not in (len(FEATURES), len(FEATURES) + 1):
+                raise DataError(
+                    f"{path}: line 1 has {n_fields} fields; a KDDCUP99 record has 41 features, "
+                    "optionally followed by the label"
+                )
+            columns = FEATURES if n_fields == len(FEATURES) else [*FEATURES, LABEL]
+            lines = itertools.chain([first], f)
+            start = 1
+            while chunk := list(itertools.islice(lines, chunk_size)):
+                yield _parse_chunk(chunk, start, columns)
+                start += len(chunk)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not a readable CSV or gzip file ({first_line(e)})") from e
+
+
+def _parse_chunk(lines: list[str], start: int, columns: list[str]) -> RecordChunk:
+    numbers = np.arange(start, start + len(lines))
+    counts = np.array([line.count(",") + 1 for line in lines])
+    well_formed = counts == len(columns)
+    bad = [(int(n), f"{c} fields instead of {len(columns)}") for n, c in zip(numbers[~well_formed], counts[~well_formed])]
+    text = "".join(line for line, ok in zip(lines, well_formed) if ok)
+    if not text:
+        return RecordChunk(numbers[:0], pd.DataFrame(columns=columns), bad)
+    frame = pd.read_csv(
+        io.StringIO(text), header=None, names=columns, index_col=False, dtype={c: str for c in CATEGORICAL_FEATURES}
+    )
+    numbers = numbers[well_formed]
+    problems = pd.Series("", index=frame.index)
+    for column in NUMERIC_FEATURES:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        invalid = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        problems[invalid & (problems == "")] = f"column {column}: missing or not a finite number"
+        frame[column] = values
+    for column in [*CATEGORICAL_FEATURES, *columns[len(FEATURES):]]:
+        problems[frame[column].isna() & (problems == "")] = f"column {column}: missing value"
+    invalid = (problems != "").to_numpy()
+    bad += [(int(n), why) for n, why in zip(numbers[invalid], problems[invalid])]
+    frame = frame[~invalid].reset_index(drop=True)
+    if LABEL in frame:
+        frame[LABEL] = frame[LABEL].str.rstrip(".")
+    return RecordChunk(numbers[~invalid], frame, sorted(bad))
 
 
 def _compression(path: Path) -> str | None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fdagmm.client import Client, ClientUpdate
-from fdagmm.dagmm import DAGMM, mixture_from_stats
+from fdagmm.dagmm import DAGMM, GaussianMixture, mixture_from_stats
 from fdagmm.errors import FdagmmError
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ def evaluate_global_model(
     threshold_refs: tuple[str, ...],
     device: torch.device,
     log_scores_at: int | None = None,
-) -> dict[str, dict[str, float]]:
-    """The scoring mixture from ``mixture_clients``' summed statistics, then ``eval_client``'s
-    test metrics per threshold reference (see ``Client.evaluate``)."""
+) -> tuple[GaussianMixture, dict[str, dict[str, float]]]:
+    """The scoring mixture from ``mixture_clients``' summed statistics, and ``eval_client``'s
+    test metrics with it per threshold reference (see ``Client.evaluate``)."""
     net.to(device)
     stats = [clients[k].gmm_stats(net) for k in mixture_clients]
     mixture = mixture_from_stats(sum(stats[1:], stats[0]))
@@ -107,4 +107,4 @@ def evaluate_global_model(
         if "pooled" in threshold_refs
         else []
     )
-    return clients[eval_client].evaluate(net, mixture, anomaly_ratio, threshold_refs, others, log_scores_at)
+    return mixture, clients[eval_client].evaluate(net, mixture, anomaly_ratio, threshold_refs, others, log_scores_at)

@@ -1,0 +1,36 @@
+"""Score connection records with a trained detector: `python src/score.py model=<run dir> input=<file>`.
+
+Other arguments (key=value): output, threshold, anomaly_ratio, on_bad_line=fail|skip,
+chunk_size, debug; see fdagmm.config.ScoreConfig.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from fdagmm.cli import one_line_errors
+from fdagmm.config import score_config
+from fdagmm.detector import Detector
+from fdagmm.scoring import print_summary, score_file
+
+
+def main(args: list[str]) -> None:
+    with one_line_errors(debug="debug=true" in args):
+        cfg = score_config(args)
+        detector = Detector.load(cfg.model)
+        if cfg.threshold is not None:
+            threshold = cfg.threshold
+        elif cfg.anomaly_ratio is not None:
+            threshold = detector.threshold_for(cfg.anomaly_ratio)
+        else:
+            threshold = detector.threshold
+        output = Path(cfg.output or f"outputs/scores/{Path(cfg.input).name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.csv")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        summary = score_file(detector, Path(cfg.input), output, threshold, cfg.chunk_size, cfg.on_bad_line)
+        print_summary(summary, output, Console())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
