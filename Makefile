@@ -9,7 +9,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train reproduce test tensorboard clean
+.PHONY: help install data train reproduce bench test tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its rep
 	wall=$$(( $$(date +%s) - start )); \
 	$(PYTHON) src/report.py $(SWEEP_DIR) --wall-time-s $$wall || exit 1; \
 	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"
+
+bench:  ## performance figures against baselines run in the same process
+	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz
 
 test:  ## the test suite, slow end-to-end tests included
 	$(PYTHON) -m pytest

@@ -11,7 +11,9 @@ import pytest
 
 from fdagmm import kdd
 from fdagmm.errors import DataError
-from fdagmm.kdd import CATEGORIES, FEATURES, LABEL, load_kdd, read_kdd_file
+from fdagmm import loading
+from fdagmm.kdd import CATEGORIES, FEATURES, LABEL, read_kdd_file
+from fdagmm.loading import load_kdd
 
 # From ../shared/data/README.md.
 LABEL_COUNTS = {
@@ -46,7 +48,7 @@ def test_plain_csv_and_gzip_give_the_same_frame(kdd_lines, tmp_path):
 
 def test_default_location_is_used_before_the_fetcher(kdd_lines, tmp_path, monkeypatch):
     (tmp_path / "kddcup.data_10_percent.gz").write_bytes(gzip.compress("".join(kdd_lines[:50]).encode()))
-    monkeypatch.setattr(kdd, "fetch_kdd", lambda *a: pytest.fail("fetcher called"))
+    monkeypatch.setattr(loading, "fetch_kdd", lambda *a: pytest.fail("fetcher called"))
     assert len(load_kdd(None, "10_percent", tmp_path)) == 50
 
 

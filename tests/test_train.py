@@ -48,13 +48,14 @@ def test_federated_run_writes_metrics_and_tensorboard(kdd_slice, tmp_path):
     assert 0.0 <= on_disk["final"]["test/auroc"] <= 1.0
     assert on_disk["partition"]["client0"]["n_train"] > 0
 
-    # Each client's loss curve runs on one axis across the two rounds' Trainers.
+    # Each client's loss curve runs on one axis across the two rounds' Trainers (whose own
+    # step counters restart at 0), a point every log_every_n_steps = 10 steps of each round.
     for k in (0, 1):
         client = _events(tmp_path, f"client{k}")
         steps = [e.step for e in client.Scalars("train/loss")]
         n_train = on_disk["partition"][f"client{k}"]["n_train"]
         per_round = -(-n_train // 1024)
-        assert steps == list(range(2 * per_round)), k
+        assert steps == [r * per_round + s for r in range(2) for s in range(0, per_round, 10)], k
     server = _events(tmp_path, "server")
     assert [e.step for e in server.Scalars("test/auroc")] == [1, 2]
     assert server.Scalars("test/auroc")[-1].value == pytest.approx(on_disk["final"]["test/auroc"])
@@ -89,7 +90,7 @@ def test_centralised_baselines(kdd_slice, tmp_path, method, eval_client, losses)
         "remote": payload["partition"]["client1"]["n_train"],
         "pooled": payload["partition"]["client0"]["n_train"] + payload["partition"]["client1"]["n_train"],
     }[method]
-    assert len(steps) == 4 * -(-n_train // 1024)  # rounds x local epochs x batches
+    assert steps == list(range(0, 4 * -(-n_train // 1024), 10))  # rounds x local epochs x batches
 
 
 def test_local_mixture_and_pooled_threshold_change_the_scores(kdd_slice, tmp_path):

@@ -27,6 +27,7 @@ class DataConfig:
     path: Optional[str] = None  # a KDDCUP99 file (gzip or CSV); None: data_dir, then scikit-learn
     variant: str = "10_percent"  # 10_percent | full: which file to look for or fetch
     data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
+    cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
     batch_size: int = 1024
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,11 +11,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from fdagmm.errors import DataError
 from fdagmm.features import FeatureEncoder, ScalingStats
-from fdagmm.kdd import LABEL, NORMAL_LABEL, load_kdd
+from fdagmm.kdd import LABEL, NORMAL_LABEL
+from fdagmm.loading import load_kdd
 from fdagmm.partition import partition_clients
 from fdagmm.seeding import derive_seed
 
@@ -35,12 +37,27 @@ class ClientData:
         return len(self.train_x)
 
 
+class ShuffledBatches(Sampler[Tensor]):
+    """Index tensors of the batches of a fresh random permutation each epoch.
+
+    The same batches as ``BatchSampler(RandomSampler(...))`` with this generator, as tensors
+    rather than lists of ints, so that a batch is one indexing operation.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+
 def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
     """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate)."""
-    dataset = TensorDataset(x)
-    generator = torch.Generator().manual_seed(seed)
-    batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size, drop_last=False)
-    return DataLoader(dataset, sampler=batches, batch_size=None)
+    batches = ShuffledBatches(len(x), batch_size, torch.Generator().manual_seed(seed))
+    return DataLoader(TensorDataset(x), sampler=batches, batch_size=None)
 
 
 class KDDClientsDataModule(pl.LightningDataModule):
@@ -61,9 +78,11 @@ class KDDClientsDataModule(pl.LightningDataModule):
         scenario: dict,
         seed: int,
         train_clients: list[int],
+        cache_dir: str | None = None,
     ):
         super().__init__()
         self.path = path
+        self.cache_dir = cache_dir
         self.variant = variant
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
@@ -80,7 +99,7 @@ class KDDClientsDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
-        frame = load_kdd(self.path, self.variant, self.data_dir)
+        frame = load_kdd(self.path, self.variant, self.data_dir, self.cache_dir)
         labels = frame[LABEL].to_numpy(dtype=str)
         splits = partition_clients(
             labels,

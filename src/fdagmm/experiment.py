@@ -254,5 +254,7 @@ def _quiet_lightning() -> None:
     for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # The module writes its loss every log_every_n_steps steps of each round itself.
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     # Lightning 2.6 calling an API that torch 2.13 deprecates; nothing for users to act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -118,16 +118,6 @@ def fetch_kdd(variant: str, data_dir: str | Path) -> pd.DataFrame:
     return validate_frame(frame, source=f"scikit-learn's KDDCUP99 ({variant})")
 
 
-def load_kdd(path: str | None, variant: str, data_dir: str | Path) -> pd.DataFrame:
-    """The data set named by the config: ``path`` if given, else ``data_dir``'s copy or the fetcher."""
-    if path is not None:
-        return read_kdd_file(path)
-    local = Path(data_dir) / VARIANT_FILES[variant]
-    if local.exists():
-        return read_kdd_file(local)
-    return fetch_kdd(variant, data_dir)
-
-
 def validate_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check types, missing values, categories and labels; strip the label's trailing dot."""
     for column in NUMERIC_FEATURES:

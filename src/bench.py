@@ -1,0 +1,259 @@
+"""Performance figures of FDAGMM against baselines run in the same process: `make bench`.
+
+1. training step: samples/s of the project's training (LightningModule + Trainer, as a client
+   runs it) against a minimal plain-PyTorch loop of the same model;
+2. federated round: where a round's time goes outside client training;
+3. data: parsing the KDDCUP99 file against loading the parse cache;
+4. scale: one epoch over 4.9 M rows (the 10% file 10 times), its time and peak memory.
+Each prints its figures; nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import math
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from rich.console import Console
+from rich.table import Table
+
+from fdagmm import client as client_module
+from fdagmm import experiment as experiment_module
+from fdagmm import server as server_module
+from fdagmm.config import register_configs
+from fdagmm.datamodule import batch_loader
+from fdagmm.experiment import _quiet_lightning, train
+from fdagmm.kdd import read_kdd_file
+from fdagmm.loading import load_kdd
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+console = Console()
+
+
+def compose_config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="config", overrides=["trainer.accelerator=cpu", *overrides])
+
+
+def training_rows(data_path: str) -> torch.Tensor:
+    """Every client's training records of scenario s3, encoded (198,371 rows on the 10% file)."""
+    cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
+    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm.setup()
+    return torch.cat([c.train_x for c in dm.clients])
+
+
+class PlainDAGMM(torch.nn.Module):
+    """The baseline's model, written as plainly as the spec reads (independent of fdagmm.dagmm)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        tanh = torch.nn.Tanh
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(d, 60), tanh(), torch.nn.Linear(60, 30), tanh(),
+                                           torch.nn.Linear(30, 10), tanh(), torch.nn.Linear(10, 1))
+        self.decoder = torch.nn.Sequential(torch.nn.Linear(1, 10), tanh(), torch.nn.Linear(10, 30), tanh(),
+                                           torch.nn.Linear(30, 60), tanh(), torch.nn.Linear(60, d))
+        self.estimation = torch.nn.Sequential(torch.nn.Linear(3, 10), tanh(), torch.nn.Dropout(0.5),
+                                              torch.nn.Linear(10, 4), torch.nn.Softmax(dim=1))  # fmt: skip
+
+    def forward(self, x):
+        z_c = self.encoder(x)
+        x_hat = self.decoder(z_c)
+        relative = (x - x_hat).norm(dim=1) / x.norm(dim=1)
+        cosine = torch.nn.functional.cosine_similarity(x, x_hat, dim=1)
+        z = torch.cat([z_c, relative[:, None], cosine[:, None]], dim=1)
+        return x_hat, z, self.estimation(z)
+
+
+def plain_pytorch_epoch(x: torch.Tensor, seed: int) -> float:
+    """The baseline: a minimal hand-written loop of DAGMM, Adam and the Cholesky energy."""
+    torch.manual_seed(seed)
+    net = PlainDAGMM(x.shape[1])
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    eye = torch.eye(3)
+    started = time.perf_counter()
+    for idx in torch.randperm(len(x)).split(1024):
+        batch = x[idx]
+        x_hat, z, gamma = net(batch)
+        nk = gamma.sum(0)
+        mu = gamma.T @ z / nk[:, None]
+        centred = z[None] - mu[:, None]
+        sigma = torch.einsum("nk,kni,knj->kij", gamma, centred, centred) / nk[:, None, None]
+        factor = torch.linalg.cholesky(sigma + 1e-6 * eye)
+        solved = torch.linalg.solve_triangular(factor, centred.mT, upper=False)
+        log_det = 2 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        log_p = (nk / len(batch)).log() - 0.5 * (3 * math.log(2 * math.pi) + log_det + solved.square().sum(1).T)
+        energy = -torch.logsumexp(log_p, dim=1)
+        penalty = sigma.diagonal(dim1=-2, dim2=-1).reciprocal().sum()
+        loss = (batch - x_hat).square().sum(1).mean() + 0.1 * energy.mean() + 0.005 * penalty
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return len(x) / (time.perf_counter() - started)
+
+
+def project_epoch(x: torch.Tensor, seed: int, cfg) -> float:
+    """The project's path: a fresh module and Trainer fitting one epoch, as ``Client.update`` does."""
+    torch.manual_seed(seed)
+    module = instantiate(cfg.model, net={"input_dim": x.shape[1]})
+    trainer = instantiate(cfg.trainer, max_epochs=1, logger=False)
+    loader = batch_loader(x, cfg.data.batch_size, seed)
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
+    return len(x) / (time.perf_counter() - started)
+
+
+def bench_training_step(x: torch.Tensor, repeats: int) -> list[tuple[str, str, str, str]]:
+    cfg = compose_config()
+    plain_pytorch_epoch(x[:20_000], 0), project_epoch(x[:20_000], 0, cfg)  # warm-up
+    plain, project = [], []
+    for r in range(repeats):  # interleaved, so that a slower moment of the machine hits both
+        plain.append(plain_pytorch_epoch(x, r))
+        project.append(project_epoch(x, r, cfg))
+    p, q = statistics.median(plain), statistics.median(project)
+    return [("training step, samples/s", f"{p:,.0f} (plain PyTorch)", f"{q:,.0f} (project)", f"{q / p:.2f}")]
+
+
+def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
+    """A federated run at the scenario defaults (s3), with each part of a round timed."""
+    spent = {"update": 0.0, "fit": 0.0, "fedavg": 0.0, "evaluation": 0.0}
+    evaluation_starts: list[float] = []
+
+    def timed(name, fn, marks=None):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            if marks is not None:
+                marks.append(started)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return wrapper
+
+    patches = [
+        (client_module.Client, "update", "update", None),
+        (client_module.pl.Trainer, "fit", "fit", None),
+        (server_module, "fedavg", "fedavg", None),
+        (experiment_module, "evaluate_global_model", "evaluation", evaluation_starts),
+    ]
+    originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _, _ in patches]
+    out_dir = Path(tempfile.mkdtemp())
+    try:
+        for owner, attr, name, marks in patches:
+            setattr(owner, attr, timed(name, getattr(owner, attr), marks))
+        train(compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}"))
+    finally:
+        for owner, attr, fn in originals:
+            setattr(owner, attr, fn)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    # An evaluation ends every round; one more, on the final model, exports the detector.
+    per_round = {
+        "client training (Trainer.fit)": spent["fit"] / rounds,
+        "Trainer and module construction, state copies": (spent["update"] - spent["fit"]) / rounds,
+        "fedavg": spent["fedavg"] / rounds,
+        "evaluation (mixture statistics, energies, metrics)": spent["evaluation"] / (rounds + 1),
+    }
+    total = sum(per_round.values())
+    rows = [(f"round: {k}", f"{v:.3f} s", f"{v / total:.1%} of the round", "") for k, v in per_round.items()]
+    outside = total - per_round["client training (Trainer.fit)"]
+    rows.append(("round: time outside client training", f"{outside:.3f} s", f"of {total:.3f} s", f"{outside / total:.1%}"))
+    between = [b - a for a, b in zip(evaluation_starts[:rounds], evaluation_starts[1:rounds])]
+    if between:
+        rows.append(("round: wall time between rounds", f"{statistics.median(between):.3f} s", "", ""))
+    return rows
+
+
+def bench_data(data_path: str) -> list[tuple[str, str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "kdd.gz"
+        shutil.copy(data_path, copy)
+        started = time.perf_counter()
+        read_kdd_file(copy)
+        parse = time.perf_counter() - started
+        cache = Path(tmp) / "cache"
+        load_kdd(str(copy), "10_percent", tmp, cache)  # builds the entry
+        started = time.perf_counter()
+        load_kdd(str(copy), "10_percent", tmp, cache)
+        cached = time.perf_counter() - started
+        with open(copy, "ab") as f:  # other bytes, same records: an empty gzip member appended
+            f.write(gzip.compress(b""))
+        load_kdd(str(copy), "10_percent", tmp, cache)
+        entries = len(list(cache.iterdir()))
+    return [
+        ("data: parse the 10% file vs load the cache", f"{parse:.2f} s (parse)", f"{cached:.2f} s (cache)", f"{parse / cached:.0f}x"),
+        ("data: entries after the file changed", "1 before", f"{entries} after", "invalidated" if entries == 2 else "NOT invalidated"),
+    ]
+
+
+def bench_scale(data_path: str) -> list[tuple[str, str, str, str]]:
+    """One epoch over the 10% file's records 10 times (4.9 M rows), in a fresh process."""
+    result = subprocess.run([sys.executable, __file__, "--scale-child", data_path], capture_output=True, text=True)
+    if result.returncode != 0:
+        return [("scale: one epoch over 4.9 M rows", "failed", result.stderr.strip().splitlines()[-1], "")]
+    rows, seconds, peak_mb = result.stdout.split()
+    return [
+        (f"scale: one epoch over {int(rows):,} rows", f"{float(seconds):.1f} s/epoch", f"peak RSS {float(peak_mb) / 1024:.2f} GB", "target < 4 GB"),
+    ]
+
+
+def scale_child(data_path: str) -> None:
+    _quiet_lightning()
+    cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
+    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm.setup()
+    x = torch.cat([torch.cat([c.train_x, c.test_x]) for c in dm.clients])  # all 494,021 records
+    dm.clients = []
+    x = x.repeat(10, 1)
+    seconds = len(x) / project_epoch(x, 0, cfg)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(len(x), seconds, peak_mb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/kddcup.data_10_percent.gz", help="the KDDCUP99 10%% file")
+    parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path (median)")
+    parser.add_argument("--rounds", type=int, default=4, help="federated rounds timed")
+    parser.add_argument("--scale-child", metavar="DATA", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    _quiet_lightning()
+    if args.scale_child:
+        scale_child(args.scale_child)
+        return
+    if not Path(args.data).is_file():
+        sys.exit(f"error: {args.data} not found: pass --data <KDDCUP99 10% file> (or run make data)")
+    console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    table = Table(title="FDAGMM performance")
+    for column in ("target", "baseline / figure", "project / detail", "ratio"):
+        table.add_column(column)
+    x = training_rows(args.data)
+    console.print(f"training rows: {len(x):,} x {x.shape[1]}")
+    for row in [
+        *bench_training_step(x, args.repeats),
+        *bench_round(args.data, args.rounds),
+        *bench_data(args.data),
+        *bench_scale(args.data),
+    ]:
+        table.add_row(*row)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
