@@ -11,7 +11,9 @@ Each prints its figures; nothing here passes or fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
+import io
 import logging
 import math
 import resource
@@ -40,7 +42,7 @@ from fdagmm.kdd import read_kdd_file
 from fdagmm.loading import load_kdd
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-console = Console()
+console = Console(width=140)
 
 
 def compose_config(*overrides: str):
@@ -106,10 +108,10 @@ def plain_pytorch_epoch(x: torch.Tensor, seed: int) -> float:
     return len(x) / (time.perf_counter() - started)
 
 
-def project_epoch(x: torch.Tensor, seed: int, cfg) -> float:
+def project_epoch(x: torch.Tensor, seed: int, cfg, compile: bool = False) -> float:
     """The project's path: a fresh module and Trainer fitting one epoch, as ``Client.update`` does."""
     torch.manual_seed(seed)
-    module = instantiate(cfg.model, net={"input_dim": x.shape[1]})
+    module = instantiate(cfg.model, net={"input_dim": x.shape[1]}, compile=compile)
     trainer = instantiate(cfg.trainer, max_epochs=1, logger=False)
     loader = batch_loader(x, cfg.data.batch_size, seed)
     started = time.perf_counter()
@@ -120,12 +122,20 @@ def project_epoch(x: torch.Tensor, seed: int, cfg) -> float:
 def bench_training_step(x: torch.Tensor, repeats: int) -> list[tuple[str, str, str, str]]:
     cfg = compose_config()
     plain_pytorch_epoch(x[:20_000], 0), project_epoch(x[:20_000], 0, cfg)  # warm-up
-    plain, project = [], []
-    for r in range(repeats):  # interleaved, so that a slower moment of the machine hits both
+    started = time.perf_counter()
+    project_epoch(x[:5_000], 0, cfg, compile=True), project_epoch(x[:3_000], 0, cfg, compile=True)  # both shapes
+    compile_seconds = time.perf_counter() - started
+    plain, eager, compiled = [], [], []
+    for r in range(repeats):  # interleaved, so that a slower moment of the machine hits all three
         plain.append(plain_pytorch_epoch(x, r))
-        project.append(project_epoch(x, r, cfg))
-    p, q = statistics.median(plain), statistics.median(project)
-    return [("training step, samples/s", f"{p:,.0f} (plain PyTorch)", f"{q:,.0f} (project)", f"{q / p:.2f}")]
+        eager.append(project_epoch(x, r, cfg))
+        compiled.append(project_epoch(x, r, cfg, compile=True))
+    p, q, c = (statistics.median(v) for v in (plain, eager, compiled))
+    return [
+        ("training step, samples/s (default)", f"{p:,.0f} (plain PyTorch)", f"{q:,.0f} (project)", f"{q / p:.2f}"),
+        ("training step, samples/s (model.compile=true)", f"{p:,.0f} (plain PyTorch)", f"{c:,.0f} (project)", f"{c / p:.2f}"),
+        ("torch.compile, once per process", f"{compile_seconds:.0f} s", "(warm inductor cache)" if compile_seconds < 15 else "(cold cache)", ""),
+    ]
 
 
 def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
@@ -156,7 +166,8 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     try:
         for owner, attr, name, marks in patches:
             setattr(owner, attr, timed(name, getattr(owner, attr), marks))
-        train(compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}"))
+        with contextlib.redirect_stdout(io.StringIO()):  # the run's own table is not a figure here
+            train(compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}"))
     finally:
         for owner, attr, fn in originals:
             setattr(owner, attr, fn)
@@ -172,6 +183,9 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     rows = [(f"round: {k}", f"{v:.3f} s", f"{v / total:.1%} of the round", "") for k, v in per_round.items()]
     outside = total - per_round["client training (Trainer.fit)"]
     rows.append(("round: time outside client training", f"{outside:.3f} s", f"of {total:.3f} s", f"{outside / total:.1%}"))
+    sparse = outside - per_round["evaluation (mixture statistics, energies, metrics)"] * 0.9
+    rows.append(("round: the same with eval.every_n_rounds=10 (from the parts)", f"{sparse:.3f} s",
+                 f"of {total - outside + sparse:.3f} s", f"{sparse / (total - outside + sparse):.1%}"))  # fmt: skip
     between = [b - a for a, b in zip(evaluation_starts[:rounds], evaluation_starts[1:rounds])]
     if between:
         rows.append(("round: wall time between rounds", f"{statistics.median(between):.3f} s", "", ""))
@@ -195,7 +209,7 @@ def bench_data(data_path: str) -> list[tuple[str, str, str, str]]:
         load_kdd(str(copy), "10_percent", tmp, cache)
         entries = len(list(cache.iterdir()))
     return [
-        ("data: parse the 10% file vs load the cache", f"{parse:.2f} s (parse)", f"{cached:.2f} s (cache)", f"{parse / cached:.0f}x"),
+        ("data: parse the 10% file vs load the cache", f"{parse:.2f} s (parse)", f"{cached:.3f} s (cache)", f"{parse / cached:.0f}x"),
         ("data: entries after the file changed", "1 before", f"{entries} after", "invalidated" if entries == 2 else "NOT invalidated"),
     ]
 

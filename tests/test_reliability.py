@@ -177,11 +177,11 @@ class ArbitraryObject:
 def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
     path = tmp_path / CHECKPOINT_FILE
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="is corrupt or not an FDAGMM checkpoint"):
+    with pytest.raises(DataError, match="is corrupt or not an FDAGMM round checkpoint"):
         load_checkpoint(path, "identity")
 
     torch.save({"format": 1, "payload": ArbitraryObject()}, path)  # refused by weights_only=True
-    with pytest.raises(DataError, match="is corrupt or not an FDAGMM checkpoint"):
+    with pytest.raises(DataError, match="is corrupt or not an FDAGMM round checkpoint"):
         load_checkpoint(path, "identity")
     torch.save({"format": 99}, path)
     with pytest.raises(DataError, match="of format 1"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize
+from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fdagmm.experiment import train
@@ -142,10 +143,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(kdd_slice, tmp_path, override, exp
 
 
 def test_gpu_is_used_when_there_is_one():
-    """trainer.accelerator=auto picks CUDA where it exists (checked on the device machine)."""
-    cfg = _cfg("unused", "unused")
-    from hydra.utils import instantiate
-
+    """The default trainer.accelerator=auto picks CUDA where it exists (checked on a GPU machine)."""
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose(config_name="config")
+    assert cfg.trainer.accelerator == "auto"
     trainer = instantiate(cfg.trainer, max_epochs=1, logger=False)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert trainer.strategy.root_device.type == expected
+
+
+def test_evaluation_every_n_rounds(kdd_slice, tmp_path):
+    payload = train(_cfg(kdd_slice, tmp_path, "fed.rounds=5", "eval.every_n_rounds=2"))
+    evaluated = [h["round"] for h in payload["history"] if "test/auroc" in h]
+    assert evaluated == [2, 4, 5]  # every second round and the last
+    assert [h["round"] for h in payload["history"]] == [1, 2, 3, 4, 5]  # losses every round
+    assert payload["final"]["test/auroc"] == payload["history"][-1]["test/auroc"]

@@ -8,10 +8,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain d
 
 from __future__ import annotations
 
-import os
-import pickle
 import random
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fdagmm.errors import DataError, first_line
+from fdagmm.errors import DataError
+from fdagmm.serialization import load_payload, save_payload
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -45,24 +43,14 @@ def save_checkpoint(path: Path, checkpoint: RoundCheckpoint) -> None:
         "run_identity": checkpoint.run_identity,
         "rng": _rng_states(),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_payload(path, payload)
 
 
 def load_checkpoint(path: Path, run_identity: str) -> RoundCheckpoint:
     """Load a checkpoint of the run described by ``run_identity`` and restore its RNG states."""
     if not path.is_file():
         raise DataError(f"no checkpoint at {path}: the run was stopped before its first round ended; start it again")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path} is corrupt or not an FDAGMM checkpoint ({first_line(e)}): start the run again") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise DataError(
-            f"{path} is not an FDAGMM round checkpoint of format {FORMAT_VERSION}: it was written by "
-            "another version or program; start the run again"
-        )
+    payload = load_payload(path, "round checkpoint", FORMAT_VERSION, "start the run again")
     if payload["run_identity"] != run_identity:
         raise DataError(f"{path} belongs to a run with another config than {path.parent}/.hydra/config.yaml: it cannot resume it")
     _restore_rng_states(payload["rng"])

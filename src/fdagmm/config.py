@@ -65,6 +65,7 @@ class EvalConfig:
     # Also measure the final model with the other reference. Off by default: the pooled
     # reference needs every client's training-record energies, which a federation keeps private.
     compare_threshold_refs: bool = False
+    every_n_rounds: int = 1  # test metrics after every n-th round (and the last)
 
 
 @dataclass
@@ -170,6 +171,7 @@ def validate_config(cfg: DictConfig) -> None:
         cfg.fed.gmm_stats == "global" or m.eval_client in train_clients,
         f"fed.gmm_stats=local fits the mixture on client {m.eval_client}, which does not train",
     )
+    _check(cfg.eval.every_n_rounds >= 1, f"eval.every_n_rounds must be >= 1, got {cfg.eval.every_n_rounds}")
     _check(0.0 < cfg.eval.anomaly_ratio < 1.0, f"eval.anomaly_ratio must be in (0, 1), got {cfg.eval.anomaly_ratio}")
     _check(
         cfg.eval.threshold_ref in THRESHOLD_REFS,

@@ -8,9 +8,6 @@ and the config that produced it. Loading it needs no training data; it is read w
 
 from __future__ import annotations
 
-import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +16,11 @@ import pandas as pd
 import torch
 
 from fdagmm.dagmm import DAGMM, GaussianMixture
-from fdagmm.errors import DataError, first_line
+from fdagmm.errors import DataError
 from fdagmm.evaluation import energies
 from fdagmm.features import FeatureEncoder, ScalingStats
 from fdagmm.kdd import CATEGORIES
+from fdagmm.serialization import load_payload, save_payload
 
 MODEL_FILE = "model.pt"
 FORMAT_VERSION = 1
@@ -66,9 +64,7 @@ class Detector:
             "reference_quantiles": torch.from_numpy(self.reference_quantiles),
             "config": self.config,
         }
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        save_payload(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:
@@ -78,12 +74,7 @@ class Detector:
             path = path / MODEL_FILE
         if not path.is_file():
             raise DataError(f"no model at {path}: pass model=<run dir> of a finished training run, or its {MODEL_FILE}")
-        try:
-            p = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path} is corrupt or not an FDAGMM model ({first_line(e)})") from e
-        if not isinstance(p, dict) or p.get("format") != FORMAT_VERSION:
-            raise DataError(f"{path} is not an FDAGMM model of format {FORMAT_VERSION}: export it again with this version")
+        p = load_payload(path, "model", FORMAT_VERSION, "export it again by training with this version")
         net = DAGMM(**p["net_kwargs"])
         net.load_state_dict(p["net_state"])
         net.eval()

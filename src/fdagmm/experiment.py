@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from fdagmm.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
 from fdagmm.client import Client, LocalTraining
 from fdagmm.config import train_clients_of, validate_config
-from fdagmm.dagmm import DAGMM
+from fdagmm.dagmm import DAGMM, GaussianMixture
 from fdagmm.datamodule import KDDClientsDataModule
 from fdagmm.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
@@ -102,8 +102,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
-        _, by_ref = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))
-        metrics = by_ref[cfg.eval.threshold_ref]
+        metrics: dict[str, float] = {}
+        if round_idx % cfg.eval.every_n_rounds == 0 or round_idx == cfg.fed.rounds:
+            _, by_ref = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))
+            metrics = by_ref[cfg.eval.threshold_ref]
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
         history.append({"round": round_idx, **losses, **metrics, **extra})
         server_logger.log_metrics({**losses, **metrics}, step=round_idx)
@@ -112,7 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             round_idx,
             cfg.fed.rounds,
             "  ".join(f"{name} loss {loss:.4g}" for name, loss in train_losses.items()),
-            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS),
+            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS if key in metrics),
             time.perf_counter() - started,
         )
 
@@ -141,18 +143,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     mixture, final_by_ref = evaluate(module.net, threshold_refs=refs, log_scores_at=cfg.fed.rounds)
     final = final_by_ref[cfg.eval.threshold_ref]
     log_hparams(server_logger, _hparams(cfg), final)
-    Detector(
-        net=module.net.cpu(),
-        net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
-        | {"input_dim": datamodule.input_dim},
-        mixture=mixture,
-        encoder=datamodule.encoder,
-        cov_jitter=cfg.model.cov_jitter,
-        threshold=final["test/threshold"],
-        anomaly_ratio=cfg.eval.anomaly_ratio,
-        reference_quantiles=clients[cfg.method.eval_client].reference_quantiles(module.net, mixture, N_QUANTILES),
-        config=OmegaConf.to_yaml(cfg, resolve=True),
-    ).save(output_dir / MODEL_FILE)
+    _export_detector(cfg, module.net, mixture, datamodule, clients[cfg.method.eval_client], final, output_dir)
     payload = {
         "method": cfg.method.name,
         "scenario": cfg.scenario.name,
@@ -171,6 +162,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         final,
     )
     return payload
+
+
+def _export_detector(
+    cfg: DictConfig,
+    net: DAGMM,
+    mixture: GaussianMixture,
+    datamodule: KDDClientsDataModule,
+    eval_client: Client,
+    final: dict[str, float],
+    output_dir: Path,
+) -> None:
+    """Save model.pt: what the evaluated client needs to score new records on its own."""
+    Detector(
+        net=net.cpu(),
+        net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
+        | {"input_dim": datamodule.input_dim},
+        mixture=mixture,
+        encoder=datamodule.encoder,
+        cov_jitter=cfg.model.cov_jitter,
+        threshold=final["test/threshold"],
+        anomaly_ratio=cfg.eval.anomaly_ratio,
+        reference_quantiles=eval_client.reference_quantiles(net, mixture, N_QUANTILES),
+        config=OmegaConf.to_yaml(cfg, resolve=True),
+    ).save(output_dir / MODEL_FILE)
 
 
 def _train_federated(

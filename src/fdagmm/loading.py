@@ -94,7 +94,7 @@ def _load(entry: Path) -> pd.DataFrame:
     codes = np.load(entry / "codes.npy")
     if numeric.shape != (meta["n_records"], len(NUMERIC_FEATURES)) or codes.shape != (meta["n_records"], len(VOCABULARIES)):
         raise ValueError("arrays of the wrong shape")
-    columns = dict(zip(NUMERIC_FEATURES, numeric.T))
+    frame = pd.DataFrame(numeric, columns=NUMERIC_FEATURES, copy=False)  # one block: no per-column copies
     for j, (column, vocabulary) in enumerate(VOCABULARIES.items()):
-        columns[column] = pd.Categorical.from_codes(codes[:, j], categories=vocabulary)
-    return pd.DataFrame(columns)[[*FEATURES, LABEL]]
+        frame[column] = pd.Categorical.from_codes(codes[:, j], categories=vocabulary)
+    return frame[[*FEATURES, LABEL]]
