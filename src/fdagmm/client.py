@@ -45,13 +45,9 @@ class ClientUpdate:
 
 
 class Client:
-    def __init__(
-        self,
-        data: ClientData,
-        cov_jitter: float,
-        training: LocalTraining | None = None,
-        logger: ContinuousStepLogger | None = None,
-    ):
+    """One organisation: its records, how it trains, and its own TensorBoard logger."""
+
+    def __init__(self, data: ClientData, cov_jitter: float, training: LocalTraining, logger: ContinuousStepLogger):
         self.data = data
         self.cov_jitter = cov_jitter
         self.training = training
@@ -112,7 +108,7 @@ class Client:
         test_energy = energies(net, self.data.test_x, mixture, self.cov_jitter)
         own = [energies(net, self.data.train_x, mixture, self.cov_jitter), test_energy]
         references = {"own": own, "pooled": [*own, *others_train_energies]}
-        if log_scores_at is not None and self.logger is not None:
+        if log_scores_at is not None:
             log_score_distribution(self.logger, test_energy, self.data.test_is_anomaly, log_scores_at)
         return {
             ref: detection_metrics(
