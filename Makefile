@@ -4,18 +4,21 @@ PYTHON ?= python3
 # without one the program downloads the file through scikit-learn.
 KDD_FILE ?= ../shared/data/kddcup.data_10_percent.gz
 
+# Optional dependency groups for `make install` (.ci/run adds flower: EXTRAS=dev,flower).
+EXTRAS ?= dev
+
 # Where `make reproduce` writes its sweep; ARGS adds Hydra overrides (ARGS="data.path=...").
 ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train reproduce bench test tensorboard clean
+.PHONY: help install data train flower-demo reproduce bench test tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install:  ## install the package with its pinned dependencies and test tools
-	$(PYTHON) -m pip install -e ".[dev]"
+install:  ## install the package with its pinned dependencies and test tools (EXTRAS=dev,flower adds Flower)
+	$(PYTHON) -m pip install -e ".[$(EXTRAS)]"
 	@$(MAKE) --no-print-directory data
 
 data:  ## link $(KDD_FILE) into data/ if it exists and data/ has no copy yet
@@ -25,6 +28,10 @@ data:  ## link $(KDD_FILE) into data/ if it exists and data/ has no copy yet
 
 train:  ## FDAGMM on scenario 3, 20 rounds (the README's main command)
 	$(PYTHON) src/train.py scenario=s3 fed.rounds=20
+
+flower-demo:  ## 2 FDAGMM rounds through Flower: SuperLink + one SuperNode per client on 127.0.0.1
+	@$(PYTHON) -c "import flwr" 2>/dev/null || $(PYTHON) -m pip install -e ".[flower]"
+	$(PYTHON) src/train.py fed.backend=flower scenario=s3 fed.rounds=2 $(ARGS)
 
 reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its report
 	@start=$$(date +%s); \

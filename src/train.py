@@ -17,7 +17,8 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     with one_line_errors(debug=cfg.debug):
-        return train(cfg)["final"][cfg.optimized_metric]
+        payload = train(cfg)
+        return None if payload is None else payload["final"][cfg.optimized_metric]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ kdd (the KDDCUP99 schema and parsing) -> loading (which file, the parse cache)
 records) -> dagmm (the model and its maths, plain torch) -> lit_module (the
 LightningModule) -> client / server (federated averaging, checkpoint for resume)
 -> evaluation (threshold and metrics) -> tracking (TensorBoard, metrics.json, terminal)
--> experiment (one run of one method, from a Hydra config).
+-> experiment (one run of one method, from a Hydra config); flower (the same federation
+over Flower: SuperLink, SuperNodes, ServerApp and ClientApp; an optional extra).
 Afterwards: detector / scoring (the exported model.pt, scoring new files) and report
 (tables and figures of a sweep).
 """

@@ -41,7 +41,15 @@ class ScenarioConfig:
 
 
 @dataclass
+class FlowerConfig:
+    timeout_s: float = 600.0  # longest wait for a start-up step or a round's replies
+    prepare_only: bool = False  # write the partition files and run_config.toml, then stop
+
+
+@dataclass
 class FedConfig:
+    backend: str = "inprocess"  # inprocess: one process | flower: SuperLink + SuperNodes
+    flower: FlowerConfig = field(default_factory=FlowerConfig)
     rounds: int = 20
     local_epochs: int = 1
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
@@ -171,6 +179,16 @@ def validate_config(cfg: DictConfig) -> None:
         cfg.fed.gmm_stats == "global" or m.eval_client in train_clients,
         f"fed.gmm_stats=local fits the mixture on client {m.eval_client}, which does not train",
     )
+    _check(cfg.fed.backend in ("inprocess", "flower"), f"fed.backend must be inprocess or flower, got {cfg.fed.backend!r}")
+    if cfg.fed.backend == "flower":
+        _check(m.federated, f"fed.backend=flower runs federations; method={m.name} is centralised: use method=fdagmm")
+        _check(cfg.fed.resume is None, "fed.resume continues in-process runs only; start the Flower run afresh")
+        _check(
+            cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
+            "the pooled threshold reference shares training-record energies between organisations; "
+            "with fed.backend=flower use eval.threshold_ref=own and eval.compare_threshold_refs=false",
+        )
+        _check(cfg.fed.flower.timeout_s > 0, f"fed.flower.timeout_s must be > 0, got {cfg.fed.flower.timeout_s}")
     _check(cfg.eval.every_n_rounds >= 1, f"eval.every_n_rounds must be >= 1, got {cfg.eval.every_n_rounds}")
     _check(0.0 < cfg.eval.anomaly_ratio < 1.0, f"eval.anomaly_ratio must be in (0, 1), got {cfg.eval.anomaly_ratio}")
     _check(

@@ -23,9 +23,10 @@ from fdagmm.datamodule import KDDClientsDataModule
 from fdagmm.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.evaluation import THRESHOLD_REFS
+from fdagmm.features import FeatureEncoder
 from fdagmm.lit_module import DAGMMLitModule
 from fdagmm.server import evaluate_global_model, run_fedavg
-from fdagmm.tracking import log_hparams, print_metrics_table, write_json_atomic
+from fdagmm.tracking import ContinuousStepLogger, log_hparams, print_metrics_table, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,100 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Returns the metrics.json payload: the final test metrics (with each threshold reference),
     their per-round history and the partition's record counts. With ``fed.resume=<run dir>``
     a federated run killed after a round continues from its checkpoint, in its own run dir.
+    With ``fed.backend=flower`` the same federation runs through Flower (fdagmm.flower).
     """
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
     validate_config(cfg)
-    started = time.perf_counter()
-    output_dir = Path(cfg.paths.output_dir)
+    if cfg.fed.backend == "flower":
+        from fdagmm.flower.deployment import run_flower  # an optional extra: imported only here
+
+        payload = run_flower(cfg)
+    else:
+        payload = _train_inprocess(cfg)
+    if payload is not None:
+        print_metrics_table(
+            f"{cfg.method.label}, scenario {cfg.scenario.name}, seed {cfg.seed}: "
+            f"client {cfg.method.eval_client} test set",
+            payload["final"],
+        )
+    return payload
+
+
+def prepare_process(cfg: DictConfig) -> None:
+    """Seeds, thread count and Lightning's logging, for any process that trains or evaluates."""
     _quiet_lightning()
     pl.seed_everything(cfg.seed, verbose=False)
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
 
+
+def local_training(cfg: DictConfig, input_dim: int) -> LocalTraining:
+    return LocalTraining(
+        build_module=partial(instantiate, cfg.model, net={"input_dim": input_dim}),
+        build_trainer=partial(instantiate, cfg.trainer),
+        local_epochs=cfg.fed.local_epochs,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+    )
+
+
+class RoundLog:
+    """Each round's record: metrics.json's history, the server's TensorBoard scalars and a
+    progress line."""
+
+    def __init__(self, cfg: DictConfig, server_logger: ContinuousStepLogger):
+        self.cfg = cfg
+        self.server_logger = server_logger
+        self.history: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+
+    def evaluates(self, round_idx: int) -> bool:
+        """Whether the test metrics are measured after this round."""
+        return round_idx % self.cfg.eval.every_n_rounds == 0 or round_idx == self.cfg.fed.rounds
+
+    def record(self, round_idx: int, train_losses: dict[str, float], metrics: dict[str, float], **extra: Any) -> None:
+        losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
+        self.history.append({"round": round_idx, **losses, **metrics, **extra})
+        self.server_logger.log_metrics({**losses, **metrics}, step=round_idx)
+        log.info(
+            "round %d/%d  %s  %s  (%.0f s)",
+            round_idx,
+            self.cfg.fed.rounds,
+            "  ".join(f"{name} loss {loss:.4g}" for name, loss in train_losses.items()),
+            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS if key in metrics),
+            time.perf_counter() - self.started,
+        )
+
+
+def write_results(
+    cfg: DictConfig,
+    rounds: RoundLog,
+    final_by_ref: dict[str, dict[str, float]],
+    counts: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """HParams for TensorBoard and metrics.json in the run dir; returns metrics.json's payload."""
+    final = final_by_ref[cfg.eval.threshold_ref]
+    log_hparams(rounds.server_logger, _hparams(cfg), final)
+    payload = {
+        "method": cfg.method.name,
+        "scenario": cfg.scenario.name,
+        "seed": cfg.seed,
+        "eval_client": cfg.method.eval_client,
+        "final": final,
+        "final_by_threshold_ref": final_by_ref,
+        "history": rounds.history,
+        "partition": counts,
+    }
+    write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", payload)
+    log.info("done in %.0f s; results in %s", time.perf_counter() - rounds.started, cfg.paths.output_dir)
+    return payload
+
+
+def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
+    prepare_process(cfg)
+    new_logger = partial(instantiate, cfg.logger)
+    rounds = RoundLog(cfg, new_logger(name="server"))
     train_clients = train_clients_of(cfg)
     datamodule: KDDClientsDataModule = instantiate(
         cfg.data,
@@ -74,16 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     counts = datamodule.summary()
     log.info("%s, scenario %s, seed %d: %s", cfg.method.label, cfg.scenario.name, cfg.seed, counts)
 
-    build_module = partial(instantiate, cfg.model, net={"input_dim": datamodule.input_dim})
-    new_logger = partial(instantiate, cfg.logger)
-    server_logger = new_logger(name="server")
-    training = LocalTraining(
-        build_module=build_module,
-        build_trainer=partial(instantiate, cfg.trainer),
-        local_epochs=cfg.fed.local_epochs,
-        batch_size=cfg.data.batch_size,
-        seed=cfg.seed,
-    )
+    training = local_training(cfg, datamodule.input_dim)
     clients = [
         Client(data, cfg.model.cov_jitter, training, new_logger(name=f"client{data.client_id}"))
         for data in datamodule.clients
@@ -99,28 +174,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         anomaly_ratio=cfg.eval.anomaly_ratio,
         device=device,
     )
-    history: list[dict[str, Any]] = []
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
         metrics: dict[str, float] = {}
-        if round_idx % cfg.eval.every_n_rounds == 0 or round_idx == cfg.fed.rounds:
+        if rounds.evaluates(round_idx):
             _, by_ref = evaluate(net, threshold_refs=(cfg.eval.threshold_ref,))
             metrics = by_ref[cfg.eval.threshold_ref]
-        losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
-        history.append({"round": round_idx, **losses, **metrics, **extra})
-        server_logger.log_metrics({**losses, **metrics}, step=round_idx)
-        log.info(
-            "round %d/%d  %s  %s  (%.0f s)",
-            round_idx,
-            cfg.fed.rounds,
-            "  ".join(f"{name} loss {loss:.4g}" for name, loss in train_losses.items()),
-            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS if key in metrics),
-            time.perf_counter() - started,
-        )
+        rounds.record(round_idx, train_losses, metrics, **extra)
 
-    module = build_module()
+    module = training.build_module()
     if cfg.method.federated:
-        _train_federated(cfg, module.net, [clients[k] for k in train_clients], history, on_round_end)
+        _train_federated(cfg, module.net, [clients[k] for k in train_clients], rounds, on_round_end)
     else:
         # Centralised baselines train as many epochs as the federation does (rounds x local
         # epochs) with one optimiser, and are evaluated at the same points.
@@ -141,34 +205,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
     refs = (cfg.eval.threshold_ref, *others)
     mixture, final_by_ref = evaluate(module.net, threshold_refs=refs, log_scores_at=cfg.fed.rounds)
-    final = final_by_ref[cfg.eval.threshold_ref]
-    log_hparams(server_logger, _hparams(cfg), final)
-    _export_detector(cfg, module.net, mixture, datamodule, clients[cfg.method.eval_client], final, output_dir)
-    payload = {
-        "method": cfg.method.name,
-        "scenario": cfg.scenario.name,
-        "seed": cfg.seed,
-        "eval_client": cfg.method.eval_client,
-        "final": final,
-        "final_by_threshold_ref": final_by_ref,
-        "history": history,
-        "partition": counts,
-    }
-    write_json_atomic(output_dir / "metrics.json", payload)
-    log.info("done in %.0f s; results in %s", time.perf_counter() - started, output_dir)
-    print_metrics_table(
-        f"{cfg.method.label}, scenario {cfg.scenario.name}, seed {cfg.seed}: "
-        f"client {cfg.method.eval_client} test set",
-        final,
+    export_detector(
+        cfg, module.net, mixture, datamodule.encoder, clients[cfg.method.eval_client],
+        final_by_ref[cfg.eval.threshold_ref], Path(cfg.paths.output_dir),
     )
-    return payload
+    return write_results(cfg, rounds, final_by_ref, counts)
 
 
-def _export_detector(
+def export_detector(
     cfg: DictConfig,
     net: DAGMM,
     mixture: GaussianMixture,
-    datamodule: KDDClientsDataModule,
+    encoder: FeatureEncoder,
     eval_client: Client,
     final: dict[str, float],
     output_dir: Path,
@@ -177,9 +225,9 @@ def _export_detector(
     Detector(
         net=net.cpu(),
         net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
-        | {"input_dim": datamodule.input_dim},
+        | {"input_dim": encoder.dim},
         mixture=mixture,
-        encoder=datamodule.encoder,
+        encoder=encoder,
         cov_jitter=cfg.model.cov_jitter,
         threshold=final["test/threshold"],
         anomaly_ratio=cfg.eval.anomaly_ratio,
@@ -192,7 +240,7 @@ def _train_federated(
     cfg: DictConfig,
     global_net: DAGMM,
     clients: list[Client],
-    history: list[dict[str, Any]],
+    rounds: RoundLog,
     on_round_end: Callable[..., None],
 ) -> None:
     """FedAvg rounds, with a checkpoint after each."""
@@ -202,7 +250,7 @@ def _train_federated(
     if cfg.fed.resume:
         checkpoint = load_checkpoint(checkpoint_path, identity)
         global_net.load_state_dict(checkpoint.global_state)
-        history[:] = checkpoint.history
+        rounds.history[:] = checkpoint.history
         for client in clients:
             client.logger.step_offset = checkpoint.step_offsets[str(client.client_id)]
         first_round = checkpoint.round + 1
@@ -217,7 +265,7 @@ def _train_federated(
             RoundCheckpoint(
                 round=round_idx,
                 global_state=global_net.state_dict(),
-                history=history,
+                history=rounds.history,
                 step_offsets={str(c.client_id): c.logger.step_offset for c in clients},
                 run_identity=identity,
             ),
@@ -244,7 +292,8 @@ def _run_identity(cfg: DictConfig) -> str:
     """The settings that determine a run's results, as resolved YAML."""
     keys = ("data", "scenario", "model", "fed", "method", "eval", "trainer", "seed", "torch_threads")
     identity = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
-    identity["fed"].pop("resume")
+    for key in ("resume", "flower"):  # where and how long to wait: not what the run computes
+        identity["fed"].pop(key)
     return OmegaConf.to_yaml(identity)
 
 
@@ -255,7 +304,7 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
         "scenario": cfg.scenario.name,
         "seed": cfg.seed,
         "batch_size": cfg.data.batch_size,
-        **{f"fed/{k}": v for k, v in cfg.fed.items() if k != "resume"},
+        **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower")},
         **{f"eval/{k}": v for k, v in cfg.eval.items()},
         "lr": cfg.model.optimizer.lr,
         "lambda_energy": cfg.model.lambda_energy,

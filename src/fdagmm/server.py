@@ -36,6 +36,24 @@ def fedavg(states: list[dict[str, Tensor]], weights: list[float]) -> dict[str, T
     }
 
 
+def unusable_reason(update: ClientUpdate) -> str | None:
+    """Why an update must be left out of the average (non-finite weights), or None."""
+    bad = [k for k, v in update.state.items() if not torch.isfinite(v).all()]
+    return f"non-finite weights in {', '.join(bad)}" if bad else None
+
+
+def require_min_clients(round_idx: int, n_usable: int, n_clients: int, rejected: dict[int, str], min_clients: int) -> None:
+    """Raise FederationError when a round has fewer than ``min_clients`` usable updates."""
+    for client_id, why in rejected.items():
+        log.warning("round %d: client %d is left out: %s", round_idx, client_id, why)
+    if n_usable < min_clients:
+        reasons = "; ".join(f"client {k}: {why}" for k, why in rejected.items())
+        raise FederationError(
+            f"round {round_idx}: only {n_usable} of {n_clients} clients returned a usable "
+            f"update, fed.min_clients={min_clients} ({reasons})"
+        )
+
+
 def collect_updates(
     clients: list[Client], global_state: dict[str, Tensor], round_idx: int, min_clients: int
 ) -> tuple[list[ClientUpdate], dict[int, str]]:
@@ -50,20 +68,12 @@ def collect_updates(
             update = client.update(global_state, round_idx)
         except Exception as e:  # one organisation's failure must not end the federation
             rejected[client.client_id] = f"{type(e).__name__}: {e}"
-            log.warning("round %d: client %d failed and is left out: %s", round_idx, client.client_id, rejected[client.client_id])
             continue
-        bad = [k for k, v in update.state.items() if not torch.isfinite(v).all()]
-        if bad:
-            rejected[client.client_id] = f"non-finite weights in {', '.join(bad)}"
-            log.warning("round %d: client %d's update is rejected: %s", round_idx, client.client_id, rejected[client.client_id])
+        if reason := unusable_reason(update):
+            rejected[client.client_id] = reason
             continue
         updates.append(update)
-    if len(updates) < min_clients:
-        reasons = "; ".join(f"client {k}: {why}" for k, why in rejected.items())
-        raise FederationError(
-            f"round {round_idx}: only {len(updates)} of {len(clients)} clients returned a usable "
-            f"update, fed.min_clients={min_clients} ({reasons})"
-        )
+    require_min_clients(round_idx, len(updates), len(clients), rejected, min_clients)
     return updates, rejected
 
 

@@ -1,0 +1,109 @@
+"""The ClientApp: one organisation's side of the federation, run by its SuperNode.
+
+The SuperNode's ``--node-config`` names the organisation's partition file (``data-path``)
+and where its TensorBoard events and exported detector go (``output-dir``). Each message
+builds a ``Client`` and runs the same method as the in-process backend; Flower starts a fresh
+process per message, so the client's TensorBoard step lives in ``context.state``.
+What a reply carries is all that leaves the site: weights and counts, GMM statistics, metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fdagmm.client import Client
+from fdagmm.dagmm import DAGMM, mixture_from_stats
+from fdagmm.experiment import export_detector, local_training, prepare_process
+from fdagmm.features import FeatureEncoder
+from fdagmm.flower.partitions import load_partition
+from fdagmm.flower.records import config_from_run, gmm_stats_from_record, gmm_stats_record
+
+app = ClientApp()
+
+STATE_KEY = "fdagmm"  # this client's record in context.state
+
+
+def _client(context: Context) -> tuple[DictConfig, Client, FeatureEncoder]:
+    cfg = config_from_run(context.run_config)
+    prepare_process(cfg)
+    data, encoder = load_partition(Path(str(context.node_config["data-path"])))
+    logger = instantiate(
+        cfg.logger,
+        save_dir=str(Path(str(context.node_config["output-dir"])) / "tensorboard"),
+        name=f"client{data.client_id}",
+    )
+    if STATE_KEY in context.state:
+        logger.step_offset = int(context.state[STATE_KEY]["step-offset"])
+    return cfg, Client(data, cfg.model.cov_jitter, local_training(cfg, encoder.dim), logger), encoder
+
+
+def _global_net(client: Client, arrays: ArrayRecord) -> DAGMM:
+    net = client.training.build_module().net
+    net.load_state_dict(arrays.to_torch_state_dict())
+    return net
+
+
+def _reply(msg: Message, **records: ArrayRecord | MetricRecord) -> Message:
+    return Message(RecordDict(records), reply_to=msg)
+
+
+@app.query("describe")
+def describe(msg: Message, context: Context) -> Message:
+    """Which client this node is and its record counts (the server's node map and metrics.json)."""
+    data, encoder = load_partition(Path(str(context.node_config["data-path"])))
+    return _reply(
+        msg,
+        metrics=MetricRecord(
+            {
+                "client-id": data.client_id,
+                "input-dim": encoder.dim,
+                "n_train": data.n_train,
+                "n_test": len(data.test_x),
+                "n_test_anomalies": int(data.test_is_anomaly.sum()),
+            }
+        ),
+    )
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """ClientUpdate(k, theta): the round's local training from the global weights."""
+    _, client, _ = _client(context)
+    update = client.update(msg.content["arrays"].to_torch_state_dict(), int(msg.content["config"]["server-round"]))
+    context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
+    return _reply(
+        msg,
+        arrays=ArrayRecord(update.state),
+        metrics=MetricRecord(
+            {"num-examples": update.n_samples, "train-loss": update.train_loss, "client-id": client.client_id}
+        ),
+    )
+
+
+@app.evaluate()
+def gmm_stats(msg: Message, context: Context) -> Message:
+    """Sufficient statistics of this client's training records under the global model."""
+    _, client, _ = _client(context)
+    stats = client.gmm_stats(_global_net(client, msg.content["arrays"]))
+    return _reply(msg, **{"gmm-stats": gmm_stats_record(stats)}, metrics=MetricRecord({"client-id": client.client_id}))
+
+
+@app.query("test")
+def test(msg: Message, context: Context) -> Message:
+    """This client's test metrics under the global model and the federation's mixture. After
+    the last round it also logs its test energies and exports its detector (model.pt)."""
+    cfg, client, encoder = _client(context)
+    net = _global_net(client, msg.content["arrays"])
+    mixture = mixture_from_stats(gmm_stats_from_record(msg.content["gmm-stats"]))
+    final = bool(msg.content["config"]["final"])
+    metrics = client.evaluate(
+        net, mixture, cfg.eval.anomaly_ratio, ("own",), [], log_scores_at=cfg.fed.rounds if final else None
+    )["own"]
+    if final:
+        export_detector(cfg, net, mixture, encoder, client, metrics, Path(str(context.node_config["output-dir"])))
+    return _reply(msg, metrics=MetricRecord(metrics))

@@ -1,0 +1,199 @@
+"""The ServerApp: FedAvg over Flower's Message API with the federation's mixture and evaluation.
+
+Per round (``FdagmmFedAvg.start``): every training client trains from the global weights
+(``train``); ``fedavg`` averages the usable updates; after an evaluated round each client
+that feeds the mixture reports its GMM statistics (``evaluate``), and the evaluated client
+measures its test set with their sum (``query.test``). The server writes metrics.json and its
+TensorBoard events into the run dir, as the in-process backend does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fdagmm.client import ClientUpdate
+from fdagmm.config import train_clients_of
+from fdagmm.errors import FdagmmError
+from fdagmm.experiment import RoundLog, local_training, prepare_process, write_results
+from fdagmm.flower.records import OUTPUT_DIR_KEY, config_from_run, gmm_stats_from_record, gmm_stats_record
+from fdagmm.server import FederationError, fedavg, require_min_clients, unusable_reason
+
+app = ServerApp()
+log = logging.getLogger(__name__)
+
+# The ServerApp's one-line error, for the process that started the run (deployment.py).
+ERROR_FILE = "server_error.txt"
+
+
+class FdagmmFedAvg(FedAvg):
+    """Flower's FedAvg loop with this project's aggregation, mixture and evaluation."""
+
+    def __init__(self, cfg: DictConfig, node_of: dict[int, int], rounds: RoundLog, grid: Grid):
+        self.cfg = cfg
+        self.node_of = node_of  # client id -> Flower node id
+        self.client_of = {node: client for client, node in node_of.items()}
+        self.train_clients = train_clients_of(cfg)
+        gmm_local = cfg.fed.gmm_stats == "local"
+        self.mixture_clients = [cfg.method.eval_client] if gmm_local else self.train_clients
+        self.rounds = rounds
+        self.grid = grid
+        self.losses: dict[str, float] = {}
+        self.rejected: dict[int, str] = {}
+        self.mixture_stats: ArrayRecord | None = None
+        self.final: dict[str, float] | None = None
+        n = len(self.train_clients)
+        super().__init__(min_train_nodes=n, min_evaluate_nodes=len(self.mixture_clients), min_available_nodes=n)
+
+    def _messages(self, clients: list[int], message_type: str, **records: ArrayRecord | ConfigRecord) -> list[Message]:
+        return [Message(RecordDict(records), dst_node_id=self.node_of[k], message_type=message_type) for k in clients]
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        config["server-round"] = server_round
+        return self._messages(self.train_clients, MessageType.TRAIN, arrays=arrays, config=config)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """``fedavg`` of the usable updates, in client order; failed or non-finite ones are left out."""
+        updates, rejected = [], {}
+        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
+        for k in self.train_clients:
+            msg = replied.get(k)
+            if msg is None:
+                rejected[k] = f"no reply within fed.flower.timeout_s={self.cfg.fed.flower.timeout_s}"
+            elif msg.has_error():
+                rejected[k] = msg.error.reason
+            else:
+                metrics = msg.content["metrics"]
+                update = ClientUpdate(
+                    client_id=k,
+                    state=msg.content["arrays"].to_torch_state_dict(),
+                    n_samples=int(metrics["num-examples"]),
+                    train_loss=float(metrics["train-loss"]),
+                )
+                if reason := unusable_reason(update):
+                    rejected[k] = reason
+                else:
+                    updates.append(update)
+        require_min_clients(server_round, len(updates), len(self.train_clients), rejected, self.cfg.fed.min_clients)
+        self.losses = {f"client{u.client_id}": u.train_loss for u in updates}
+        self.rejected = rejected
+        average = fedavg([u.state for u in updates], [u.n_samples for u in updates])
+        return ArrayRecord(average), MetricRecord({f"train-loss-{k}": v for k, v in self.losses.items()})
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        if not self.rounds.evaluates(server_round):
+            return []
+        return self._messages(self.mixture_clients, MessageType.EVALUATE, arrays=arrays)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """The federation's GMM statistics: the sum of every mixture client's, in client order."""
+        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
+        stats = []
+        for k in self.mixture_clients:
+            msg = replied.get(k)
+            if msg is None or msg.has_error():
+                why = "no reply" if msg is None else msg.error.reason
+                raise FederationError(f"round {server_round}: client {k} sent no GMM statistics ({why})")
+            stats.append(gmm_stats_from_record(msg.content["gmm-stats"]))
+        total = sum(stats[1:], stats[0])
+        self.mixture_stats = gmm_stats_record(total)
+        return MetricRecord({"gmm-records": total.n})
+
+    def test_global_model(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """``evaluate_fn`` of ``start``: the evaluated client's test metrics, and the round's record."""
+        if server_round == 0:
+            return None
+        metrics: dict[str, float] = {}
+        if self.rounds.evaluates(server_round):
+            final = server_round == self.cfg.fed.rounds
+            eval_client = self.cfg.method.eval_client
+            [reply] = self.grid.send_and_receive(
+                self._messages(
+                    [eval_client],
+                    f"{MessageType.QUERY}.test",
+                    arrays=arrays,
+                    **{"gmm-stats": self.mixture_stats},
+                    config=ConfigRecord({"server-round": server_round, "final": final}),
+                ),
+                timeout=self.cfg.fed.flower.timeout_s,
+            ) or [None]
+            if reply is None or reply.has_error():
+                why = "no reply" if reply is None else reply.error.reason
+                raise FederationError(f"round {server_round}: client {eval_client} returned no test metrics ({why})")
+            metrics = {k: float(v) for k, v in reply.content["metrics"].items()}
+            if final:
+                self.final = metrics
+        extra = {"excluded_clients": {str(k): why for k, why in self.rejected.items()}} if self.rejected else {}
+        self.rounds.record(server_round, self.losses, metrics, **extra)
+        return MetricRecord(metrics) if metrics else None
+
+
+def describe_clients(grid: Grid, n_clients: int, timeout_s: float) -> tuple[dict[int, int], dict[str, dict[str, int]], int]:
+    """Wait for a SuperNode per client; returns client id -> node id, record counts, input dim."""
+    deadline = time.monotonic() + timeout_s
+    while len(nodes := list(grid.get_node_ids())) < n_clients:
+        if time.monotonic() > deadline:
+            raise FederationError(f"{len(nodes)} of {n_clients} SuperNodes connected within fed.flower.timeout_s={timeout_s}")
+        time.sleep(0.5)
+    messages = [Message(RecordDict(), dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
+    node_of, counts, dims = {}, {}, set()
+    for reply in grid.send_and_receive(messages, timeout=timeout_s):
+        if reply.has_error():
+            raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not describe its data: {reply.error.reason}")
+        m = reply.content["metrics"]
+        k = int(m["client-id"])
+        if k in node_of:
+            raise FederationError(f"two SuperNodes hold client {k}'s partition: give each its own data-path")
+        node_of[k] = reply.metadata.src_node_id
+        counts[f"client{k}"] = {key: int(m[key]) for key in ("n_train", "n_test", "n_test_anomalies")}
+        dims.add(int(m["input-dim"]))
+    if sorted(node_of) != list(range(n_clients)) or len(dims) != 1:
+        raise FederationError(f"the SuperNodes hold clients {sorted(node_of)}, expected 0..{n_clients - 1} of one partitioning")
+    return node_of, dict(sorted(counts.items())), dims.pop()
+
+
+def _log_to_stderr() -> None:
+    """This package's INFO lines (the round lines among them) on stderr, which Flower streams
+    to ``flwr log``; other libraries keep their own levels."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+    package = logging.getLogger("fdagmm")
+    package.handlers[:] = [handler]
+    package.setLevel(logging.INFO)
+    package.propagate = False
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = config_from_run(context.run_config)
+    output_dir = Path(str(context.run_config[OUTPUT_DIR_KEY]))
+    cfg.paths.output_dir = str(output_dir)
+    _log_to_stderr()
+    try:
+        prepare_process(cfg)
+        rounds = RoundLog(cfg, instantiate(cfg.logger, name="server"))
+        node_of, counts, input_dim = describe_clients(grid, len(cfg.scenario.common_fractions), cfg.fed.flower.timeout_s)
+        log.info("%s, scenario %s, seed %d over Flower: %s", cfg.method.label, cfg.scenario.name, cfg.seed, counts)
+        net = local_training(cfg, input_dim).build_module().net
+        strategy = FdagmmFedAvg(cfg, node_of, rounds, grid)
+        strategy.start(
+            grid,
+            ArrayRecord(net.state_dict()),
+            num_rounds=cfg.fed.rounds,
+            timeout=cfg.fed.flower.timeout_s,
+            evaluate_fn=strategy.test_global_model,
+        )
+        write_results(cfg, rounds, {"own": strategy.final}, counts)
+    except Exception as e:
+        message = str(e) if isinstance(e, FdagmmError) else f"{type(e).__name__}: {e}"
+        (output_dir / "flower").mkdir(parents=True, exist_ok=True)
+        (output_dir / "flower" / ERROR_FILE).write_text(message.splitlines()[0] + "\n")
+        raise
