@@ -7,6 +7,7 @@ installs the flower extra), where its absence is an error.
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -96,15 +97,20 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path):
     bit here (tolerance 1e-9), the same outputs, and no process left behind."""
     common = ["scenario=s4", "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu"]
     runs = {}
-    for backend in ("inprocess", "flower"):
-        run_dir = tmp_path / backend
-        result = subprocess.run(
-            [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs[backend] = json.loads((run_dir / "metrics.json").read_text())
     flower_dir = tmp_path / "flower"
+    try:
+        for backend in ("inprocess", "flower"):
+            run_dir = tmp_path / backend
+            result = subprocess.run(
+                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[backend] = json.loads((run_dir / "metrics.json").read_text())
+        assert flower_processes(flower_dir / "flower" / "home") == []  # the run stopped them all
+    finally:  # a run killed by the timeout cannot stop its own processes
+        for pid in flower_processes(flower_dir / "flower" / "home"):
+            os.kill(pid, signal.SIGKILL)
     assert "server: round 2/2" in result.stdout  # the ServerApp's progress reaches the user (Hydra logs to stdout)
     assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
     for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
@@ -124,7 +130,6 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path):
     server.Reload()
     assert [e.step for e in server.Scalars("test/auroc")] == [1, 2]
     assert Detector.load(flower_dir).threshold == runs["flower"]["final"]["test/threshold"]
-    assert flower_processes(flower_dir / "flower" / "home") == []
 
 
 @pytest.mark.slow
@@ -141,3 +146,28 @@ def test_a_failing_client_fails_the_run_in_one_line(kdd_slice, tmp_path):
             federation.run(run_config, deadline_s=300)
     assert not (tmp_path / "metrics.json").exists()
     assert flower_processes(flower_dir / "home") == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process(kdd_slice, tmp_path):
+    """A run stopped from outside (SIGTERM) mid-federation leaves no Flower process behind."""
+    home = tmp_path / "flower" / "home"
+    process = subprocess.Popen(
+        [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", "fed.rounds=2",
+         f"data.path={kdd_slice}", "data.cache_dir=null", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for line in process.stdout:  # until the run is under way
+            if "Flower run" in line and "submitted" in line:
+                break
+        assert flower_processes(home), "the federation's processes should be running"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) != 0
+        assert flower_processes(home) == []
+        assert not (tmp_path / "metrics.json").exists()
+    finally:
+        process.kill()
+        for pid in flower_processes(home):
+            os.kill(pid, signal.SIGKILL)

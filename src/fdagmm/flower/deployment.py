@@ -136,6 +136,8 @@ class LocalFederation:
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:
+        # A SIGTERM (a job scheduler, `kill`) unwinds through __exit__ like Ctrl-C does.
+        self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.logs.mkdir(parents=True, exist_ok=True)
         link_port, *node_ports = free_ports(1 + len(self.partitions))
         home = Path(self.env["FLWR_HOME"])
@@ -166,6 +168,7 @@ class LocalFederation:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        signal.signal(signal.SIGTERM, self._sigterm)
 
     def _start(self, name: str, argv: list[str]) -> None:
         argv = [str(self.bin / argv[0]), *argv[1:]]
@@ -248,6 +251,10 @@ class LocalFederation:
         for p in self.processes:
             p.wait()
         self.processes.clear()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -179,7 +179,8 @@ def main(grid: Grid, context: Context) -> None:
     _log_to_stderr()
     try:
         prepare_process(cfg)
-        rounds = RoundLog(cfg, instantiate(cfg.logger, name="server"))
+        # The logger's save_dir was resolved where the run was prepared; write under output-dir.
+        rounds = RoundLog(cfg, instantiate(cfg.logger, save_dir=str(output_dir / "tensorboard"), name="server"))
         node_of, counts, input_dim = describe_clients(grid, len(cfg.scenario.common_fractions), cfg.fed.flower.timeout_s)
         log.info("%s, scenario %s, seed %d over Flower: %s", cfg.method.label, cfg.scenario.name, cfg.seed, counts)
         net = local_training(cfg, input_dim).build_module().net
