@@ -27,7 +27,7 @@ from fdagmm.config import validate_config  # noqa: E402
 from fdagmm.dagmm import gmm_sufficient_stats  # noqa: E402
 from fdagmm.detector import Detector  # noqa: E402
 from fdagmm.errors import ConfigError  # noqa: E402
-from fdagmm.flower.deployment import LocalFederation, flower_processes, write_run_config  # noqa: E402
+from fdagmm.flower.deployment import LocalFederation, flower_processes, run_flower, write_run_config  # noqa: E402
 from fdagmm.flower.partitions import load_partition, write_partitions  # noqa: E402
 from fdagmm.flower.records import config_from_run, config_to_json, gmm_stats_from_record, gmm_stats_record  # noqa: E402
 from fdagmm.server import FederationError  # noqa: E402
@@ -89,6 +89,13 @@ def test_partition_files_hold_each_clients_records(kdd_slice, tmp_path):
 def test_flower_refuses_what_it_cannot_do(kdd_slice, tmp_path, override, expected):
     with pytest.raises(ConfigError, match=expected):
         validate_config(_cfg(kdd_slice, tmp_path, "fed.backend=flower", override))
+
+
+def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r'needs Flower: pip install -e "\.\[flower\]"'):
+        run_flower(_cfg(kdd_slice, tmp_path, "fed.backend=flower"))
+    assert not (tmp_path / "flower").exists()  # nothing written before the check
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from fdagmm.config import train_clients_of
 from fdagmm.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
+from fdagmm.flower.partitions import write_partitions
 from fdagmm.server import FederationError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
     with ``fed.flower.prepare_only``)."""
     if importlib.util.find_spec("flwr") is None:
         raise ConfigError('fed.backend=flower needs Flower: pip install -e ".[flower]"')
-    from fdagmm.flower.partitions import write_partitions
-
     output_dir = Path(cfg.paths.output_dir).resolve()
     flower_dir = output_dir / "flower"
     paths, counts = write_partitions(cfg, flower_dir / "partitions")
@@ -65,7 +64,7 @@ def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
 
 def write_run_config(cfg: DictConfig, path: Path, output_dir: Path) -> Path:
     """The run_config.toml that ``flwr run --run-config`` passes to both apps."""
-    from fdagmm.flower.records import CONFIG_KEY, OUTPUT_DIR_KEY, config_to_json
+    from fdagmm.flower.records import CONFIG_KEY, OUTPUT_DIR_KEY, config_to_json  # needs flwr
 
     # JSON strings are valid TOML basic strings.
     path.write_text(f"{CONFIG_KEY} = {json.dumps(config_to_json(cfg))}\n{OUTPUT_DIR_KEY} = {json.dumps(str(output_dir))}\n")
