@@ -29,7 +29,12 @@ from fdagmm.detector import Detector  # noqa: E402
 from fdagmm.errors import ConfigError  # noqa: E402
 from fdagmm.flower.deployment import LocalFederation, flower_processes, run_flower, write_run_config  # noqa: E402
 from fdagmm.flower.partitions import load_partition, write_partitions  # noqa: E402
-from fdagmm.flower.records import config_from_run, config_to_json, gmm_stats_from_record, gmm_stats_record  # noqa: E402
+from fdagmm.flower.records import (  # noqa: E402
+    config_from_run,
+    config_to_json,
+    gmm_stats_from_record,
+    gmm_stats_record,
+)
 from fdagmm.server import FederationError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,12 @@ from fdagmm.evaluation import THRESHOLD_REFS
 from fdagmm.features import FeatureEncoder
 from fdagmm.lit_module import DAGMMLitModule
 from fdagmm.server import evaluate_global_model, run_fedavg
-from fdagmm.tracking import ContinuousStepLogger, log_hparams, print_metrics_table, write_json_atomic
+from fdagmm.tracking import (
+    ContinuousStepLogger,
+    log_hparams,
+    print_metrics_table,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.config import train_clients_of
 from fdagmm.datamodule import ClientData, KDDClientsDataModule

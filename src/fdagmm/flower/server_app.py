@@ -14,7 +14,15 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from hydra.utils import instantiate
@@ -24,7 +32,12 @@ from fdagmm.client import ClientUpdate
 from fdagmm.config import train_clients_of
 from fdagmm.errors import FdagmmError
 from fdagmm.experiment import RoundLog, local_training, prepare_process, write_results
-from fdagmm.flower.records import OUTPUT_DIR_KEY, config_from_run, gmm_stats_from_record, gmm_stats_record
+from fdagmm.flower.records import (
+    OUTPUT_DIR_KEY,
+    config_from_run,
+    gmm_stats_from_record,
+    gmm_stats_record,
+)
 from fdagmm.server import FederationError, fedavg, require_min_clients, unusable_reason
 
 app = ServerApp()
