@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,11 @@ class LocalFederation:
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:
-        # A SIGTERM (a job scheduler, `kill`) unwinds through __exit__ like Ctrl-C does.
-        self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # A SIGTERM (a job scheduler, `kill`) unwinds through __exit__ like Ctrl-C does; only
+        # the main thread may set a handler (a launcher may run the job in another).
+        self._sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.logs.mkdir(parents=True, exist_ok=True)
         link_port, *node_ports = free_ports(1 + len(self.partitions))
         home = Path(self.env["FLWR_HOME"])
@@ -167,7 +171,8 @@ class LocalFederation:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        signal.signal(signal.SIGTERM, self._sigterm)
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def _start(self, name: str, argv: list[str]) -> None:
         argv = [str(self.bin / argv[0]), *argv[1:]]
