@@ -25,8 +25,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fdagmm.config import validate_config  # noqa: E402
 from fdagmm.dagmm import gmm_sufficient_stats  # noqa: E402
+from fdagmm.datamodule import encode_client  # noqa: E402
 from fdagmm.detector import Detector  # noqa: E402
 from fdagmm.errors import ConfigError  # noqa: E402
+from fdagmm.features import FeatureEncoder, ScalingStats  # noqa: E402
 from fdagmm.flower.deployment import LocalFederation, flower_processes, run_flower, write_run_config  # noqa: E402
 from fdagmm.flower.partitions import load_partition, write_partitions  # noqa: E402
 from fdagmm.flower.records import (  # noqa: E402
@@ -34,6 +36,8 @@ from fdagmm.flower.records import (  # noqa: E402
     config_to_json,
     gmm_stats_from_record,
     gmm_stats_record,
+    scaling_from_record,
+    scaling_record,
 )
 from fdagmm.server import FederationError  # noqa: E402
 
@@ -66,7 +70,9 @@ def test_config_crosses_the_wire_resolved(kdd_slice, tmp_path):
     assert back.data.cache_dir is None and back.fed.backend == "flower"
 
 
-def test_partition_files_hold_each_clients_records(kdd_slice, tmp_path):
+def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path):
+    """Encoded with the federation's bounds, a partition file gives exactly the in-process
+    client's tensors; the bounds combined from each file's own statistics are the same."""
     cfg = _cfg(kdd_slice, tmp_path)
     paths, counts = write_partitions(cfg, tmp_path / "partitions")
     datamodule = instantiate(
@@ -74,13 +80,16 @@ def test_partition_files_hold_each_clients_records(kdd_slice, tmp_path):
     )
     datamodule.setup()
     assert counts == datamodule.summary()
-    for path, expected in zip(paths, datamodule.clients):
-        data, encoder = load_partition(path)
+    records = [load_partition(path) for path in paths]
+    bounds = ScalingStats.combine([scaling_from_record(scaling_record(ScalingStats.of(r.train))) for r in records])
+    assert (bounds.minimum == datamodule.encoder.scaling.minimum).all()
+    assert (bounds.maximum == datamodule.encoder.scaling.maximum).all()
+    assert bounds.n_records == datamodule.encoder.scaling.n_records
+    for r, expected in zip(records, datamodule.clients, strict=True):
+        data = encode_client(r, FeatureEncoder(bounds))
         assert data.client_id == expected.client_id
         assert torch.equal(data.train_x, expected.train_x) and torch.equal(data.test_x, expected.test_x)
         assert (data.test_is_anomaly == expected.test_is_anomaly).all()
-        assert encoder.dim == datamodule.encoder.dim
-        assert (encoder.scaling.maximum == datamodule.encoder.scaling.maximum).all()
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdagmm import kdd
+from fdagmm import kdd, loading
 from fdagmm.errors import DataError
-from fdagmm import loading
 from fdagmm.kdd import CATEGORIES, FEATURES, LABEL, read_kdd_file
 from fdagmm.loading import load_kdd
 

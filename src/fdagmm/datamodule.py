@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -35,6 +36,62 @@ class ClientData:
     @property
     def n_train(self) -> int:
         return len(self.train_x)
+
+
+@dataclass
+class ClientRecords:
+    """One client's raw records, as its organisation holds them."""
+
+    client_id: int
+    train: pd.DataFrame  # attacks to train on
+    test: pd.DataFrame  # attacks and normals to test on
+    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records
+
+
+def client_records(
+    path: str | None, variant: str, data_dir: str | Path, cache_dir: str | None, scenario: dict, seed: int
+) -> list[ClientRecords]:
+    """Load KDDCUP99 and split it into the scenario's clients (every client non-empty)."""
+    frame = load_kdd(path, variant, data_dir, cache_dir)
+    labels = frame[LABEL].to_numpy(dtype=str)
+    splits = partition_clients(
+        labels,
+        common_attacks=list(scenario["common_attacks"]),
+        common_fractions=list(scenario["common_fractions"]),
+        rare_fractions=list(scenario["rare_fractions"]),
+        seed=seed,
+        train_fraction=scenario["train_fraction"],
+    )
+    for split in splits:
+        if len(split.train_idx) == 0 or len(split.test_idx) == 0:
+            raise DataError(
+                f"scenario {scenario['name']} leaves client {split.client_id} with "
+                f"{len(split.train_idx)} training and {len(split.test_idx)} test records: "
+                "raise its fractions in the scenario config"
+            )
+    return [
+        ClientRecords(
+            client_id=s.client_id,
+            train=frame.iloc[s.train_idx],
+            test=frame.iloc[s.test_idx],
+            test_is_anomaly=labels[s.test_idx] == NORMAL_LABEL,
+        )
+        for s in splits
+    ]
+
+
+def record_counts(n_train: int, test_is_anomaly: np.ndarray) -> dict[str, int]:
+    """A client's record counts, as metrics.json's ``partition`` lists them."""
+    return {"n_train": n_train, "n_test": len(test_is_anomaly), "n_test_anomalies": int(test_is_anomaly.sum())}
+
+
+def encode_client(records: ClientRecords, encoder: FeatureEncoder) -> ClientData:
+    return ClientData(
+        client_id=records.client_id,
+        train_x=torch.from_numpy(encoder.transform(records.train)),
+        test_x=torch.from_numpy(encoder.transform(records.test)),
+        test_is_anomaly=records.test_is_anomaly,
+    )
 
 
 class ShuffledBatches(Sampler[Tensor]):
@@ -99,37 +156,11 @@ class KDDClientsDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
-        frame = load_kdd(self.path, self.variant, self.data_dir, self.cache_dir)
-        labels = frame[LABEL].to_numpy(dtype=str)
-        splits = partition_clients(
-            labels,
-            common_attacks=list(self.scenario["common_attacks"]),
-            common_fractions=list(self.scenario["common_fractions"]),
-            rare_fractions=list(self.scenario["rare_fractions"]),
-            seed=self.seed,
-            train_fraction=self.scenario["train_fraction"],
-        )
-        for split in splits:
-            if len(split.train_idx) == 0 or len(split.test_idx) == 0:
-                raise DataError(
-                    f"scenario {self.scenario['name']} leaves client {split.client_id} with "
-                    f"{len(split.train_idx)} training and {len(split.test_idx)} test records: "
-                    "raise its fractions in the scenario config"
-                )
+        records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.scenario, self.seed)
         # Each training client reports the min/max of its own training records only.
-        scaling = ScalingStats.combine(
-            [ScalingStats.of(frame.iloc[splits[k].train_idx]) for k in self.train_clients]
-        )
+        scaling = ScalingStats.combine([ScalingStats.of(records[k].train) for k in self.train_clients])
         self.encoder = FeatureEncoder(scaling)
-        self.clients = [
-            ClientData(
-                client_id=s.client_id,
-                train_x=torch.from_numpy(self.encoder.transform(frame.iloc[s.train_idx])),
-                test_x=torch.from_numpy(self.encoder.transform(frame.iloc[s.test_idx])),
-                test_is_anomaly=labels[s.test_idx] == NORMAL_LABEL,
-            )
-            for s in splits
-        ]
+        self.clients = [encode_client(r, self.encoder) for r in records]
 
     def train_dataloader(self) -> DataLoader:
         x = torch.cat([self.clients[k].train_x for k in self.train_clients])
@@ -140,11 +171,4 @@ class KDDClientsDataModule(pl.LightningDataModule):
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Record counts per client, for the log and metrics.json."""
-        return {
-            f"client{c.client_id}": {
-                "n_train": c.n_train,
-                "n_test": len(c.test_x),
-                "n_test_anomalies": int(c.test_is_anomaly.sum()),
-            }
-            for c in self.clients
-        }
+        return {f"client{c.client_id}": record_counts(c.n_train, c.test_is_anomaly) for c in self.clients}

@@ -2,9 +2,11 @@
 
 The SuperNode's ``--node-config`` names the organisation's partition file (``data-path``)
 and where its TensorBoard events and exported detector go (``output-dir``). Each message
-builds a ``Client`` and runs the same method as the in-process backend; Flower starts a fresh
-process per message, so the client's TensorBoard step lives in ``context.state``.
-What a reply carries is all that leaves the site: weights and counts, GMM statistics, metrics.
+encodes the organisation's records with the federation's scaling bounds (sent with every
+message), builds a ``Client`` and runs the same method as the in-process backend; Flower
+starts a fresh process per message, so the client's TensorBoard step lives in
+``context.state``. What a reply carries is all that leaves the site: record counts and
+min/max per feature, weights, GMM statistics, metrics.
 """
 
 from __future__ import annotations
@@ -18,20 +20,28 @@ from omegaconf import DictConfig
 
 from fdagmm.client import Client
 from fdagmm.dagmm import DAGMM, mixture_from_stats
+from fdagmm.datamodule import encode_client, record_counts
 from fdagmm.experiment import export_detector, local_training, prepare_process
-from fdagmm.features import FeatureEncoder
+from fdagmm.features import FeatureEncoder, ScalingStats
 from fdagmm.flower.partitions import load_partition
-from fdagmm.flower.records import config_from_run, gmm_stats_from_record, gmm_stats_record
+from fdagmm.flower.records import (
+    config_from_run,
+    gmm_stats_from_record,
+    gmm_stats_record,
+    scaling_from_record,
+    scaling_record,
+)
 
 app = ClientApp()
 
 STATE_KEY = "fdagmm"  # this client's record in context.state
 
 
-def _client(context: Context) -> tuple[DictConfig, Client, FeatureEncoder]:
+def _client(msg: Message, context: Context) -> tuple[DictConfig, Client, FeatureEncoder]:
     cfg = config_from_run(context.run_config)
     prepare_process(cfg)
-    data, encoder = load_partition(Path(str(context.node_config["data-path"])))
+    encoder = FeatureEncoder(scaling_from_record(msg.content["scaling"]))
+    data = encode_client(load_partition(Path(str(context.node_config["data-path"]))), encoder)
     logger = instantiate(
         cfg.logger,
         save_dir=str(Path(str(context.node_config["output-dir"])) / "tensorboard"),
@@ -54,26 +64,21 @@ def _reply(msg: Message, **records: ArrayRecord | MetricRecord) -> Message:
 
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
-    """Which client this node is and its record counts (the server's node map and metrics.json)."""
-    data, encoder = load_partition(Path(str(context.node_config["data-path"])))
+    """Which client this node is, its record counts and the min/max of its training records
+    (the server's node map, metrics.json's partition and the federation's scaling bounds)."""
+    records = load_partition(Path(str(context.node_config["data-path"])))
+    counts = record_counts(len(records.train), records.test_is_anomaly)
     return _reply(
         msg,
-        metrics=MetricRecord(
-            {
-                "client-id": data.client_id,
-                "input-dim": encoder.dim,
-                "n_train": data.n_train,
-                "n_test": len(data.test_x),
-                "n_test_anomalies": int(data.test_is_anomaly.sum()),
-            }
-        ),
+        metrics=MetricRecord({"client-id": records.client_id, **counts}),
+        scaling=scaling_record(ScalingStats.of(records.train)),
     )
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """ClientUpdate(k, theta): the round's local training from the global weights."""
-    _, client, _ = _client(context)
+    _, client, _ = _client(msg, context)
     update = client.update(msg.content["arrays"].to_torch_state_dict(), int(msg.content["config"]["server-round"]))
     context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
     return _reply(
@@ -88,7 +93,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def gmm_stats(msg: Message, context: Context) -> Message:
     """Sufficient statistics of this client's training records under the global model."""
-    _, client, _ = _client(context)
+    _, client, _ = _client(msg, context)
     stats = client.gmm_stats(_global_net(client, msg.content["arrays"]))
     return _reply(msg, **{"gmm-stats": gmm_stats_record(stats)}, metrics=MetricRecord({"client-id": client.client_id}))
 
@@ -97,7 +102,7 @@ def gmm_stats(msg: Message, context: Context) -> Message:
 def test(msg: Message, context: Context) -> Message:
     """This client's test metrics under the global model and the federation's mixture. After
     the last round it also logs its test energies and exports its detector (model.pt)."""
-    cfg, client, encoder = _client(context)
+    cfg, client, encoder = _client(msg, context)
     net = _global_net(client, msg.content["arrays"])
     mixture = mixture_from_stats(gmm_stats_from_record(msg.content["gmm-stats"]))
     final = bool(msg.content["config"]["final"])

@@ -1,66 +1,73 @@
-"""Partition files: what one organisation holds, as a SuperNode reads it.
+"""Partition files: the records one organisation holds, as its SuperNode reads them.
 
-A partition file holds one client's encoded training and test records and the federation's
-scaling bounds (combined from every training client's own min/max, ``ScalingStats``), so that
-its ClientApp can encode new records and export a detector. ``write_partitions`` stands in
-for the organisations: it splits the KDD file by the scenario, as the in-process backend does.
+A partition file holds one client's raw training and test records (the 41 KDDCUP99
+features, test labels as a flag), not an encoding: each ClientApp reports the min/max of
+its own training records (``ScalingStats``), the ServerApp combines them, and every client
+encodes with the combined bounds, exactly as the in-process backend does.
+``write_partitions`` stands in for the organisations: it splits the KDD file by the
+scenario (the ``prepare`` step of a deployment).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fdagmm.config import train_clients_of
-from fdagmm.datamodule import ClientData, KDDClientsDataModule
-from fdagmm.features import FeatureEncoder, ScalingStats
+from fdagmm.datamodule import ClientRecords, client_records, record_counts
+from fdagmm.kdd import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from fdagmm.serialization import load_payload, save_payload
 
 FORMAT_VERSION = 1
 
 
 def write_partitions(cfg: DictConfig, out_dir: Path) -> tuple[list[Path], dict[str, dict[str, int]]]:
-    """``out_dir/client<k>.pt`` for every client of the scenario; returns the paths and counts."""
-    datamodule: KDDClientsDataModule = instantiate(
-        cfg.data, scenario=OmegaConf.to_container(cfg.scenario), seed=cfg.seed, train_clients=train_clients_of(cfg)
-    )
-    datamodule.setup()
+    """``out_dir/client<k>.pt`` for every client of the scenario; returns the paths and the
+    record counts (as metrics.json's ``partition``)."""
+    d = cfg.data
+    records = client_records(d.path, d.variant, d.data_dir, d.cache_dir, cfg.scenario, cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scaling = datamodule.encoder.scaling
     paths = []
-    for client in datamodule.clients:
-        path = out_dir / f"client{client.client_id}.pt"
+    for r in records:
+        path = out_dir / f"client{r.client_id}.pt"
         save_payload(
             path,
             {
                 "format": FORMAT_VERSION,
-                "client_id": client.client_id,
-                "train_x": client.train_x,
-                "test_x": client.test_x,
-                "test_is_anomaly": torch.from_numpy(client.test_is_anomaly),
-                "scaling": {
-                    "minimum": torch.from_numpy(scaling.minimum),
-                    "maximum": torch.from_numpy(scaling.maximum),
-                    "n_records": scaling.n_records,
-                },
+                "client_id": r.client_id,
+                "train": _columns(r.train),
+                "test": _columns(r.test),
+                "test_is_anomaly": torch.from_numpy(r.test_is_anomaly),
             },
         )
         paths.append(path)
-    return paths, datamodule.summary()
+    return paths, {f"client{r.client_id}": record_counts(len(r.train), r.test_is_anomaly) for r in records}
 
 
-def load_partition(path: Path) -> tuple[ClientData, FeatureEncoder]:
+def load_partition(path: Path) -> ClientRecords:
     if not path.is_file():
         raise FileNotFoundError(f"no partition file at {path}: check the SuperNode's --node-config data-path")
     p = load_payload(path, "partition file", FORMAT_VERSION, "write it again with fed.flower.prepare_only=true")
-    scaling = ScalingStats(p["scaling"]["minimum"].numpy(), p["scaling"]["maximum"].numpy(), p["scaling"]["n_records"])
-    data = ClientData(
+    return ClientRecords(
         client_id=p["client_id"],
-        train_x=p["train_x"],
-        test_x=p["test_x"],
+        train=_frame(p["train"]),
+        test=_frame(p["test"]),
         test_is_anomaly=p["test_is_anomaly"].numpy(),
     )
-    return data, FeatureEncoder(scaling)
+
+
+def _columns(frame: pd.DataFrame) -> dict:
+    """A frame as tensors and lists of strings (what ``torch.load(weights_only=True)`` reads)."""
+    return {
+        "numeric": torch.from_numpy(frame[NUMERIC_FEATURES].to_numpy(dtype="float64")),
+        **{c: frame[c].astype(str).tolist() for c in CATEGORICAL_FEATURES},
+    }
+
+
+def _frame(columns: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(columns["numeric"].numpy(), columns=NUMERIC_FEATURES)
+    for c in CATEGORICAL_FEATURES:
+        frame[c] = columns[c]
+    return frame

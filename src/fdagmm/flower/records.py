@@ -1,4 +1,4 @@
-"""What crosses the network, as Flower records: GMM statistics and the run's config."""
+"""What crosses the network, as Flower records: GMM and scaling statistics, the run's config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flwr.app import ArrayRecord
 from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.dagmm import GMMStats
+from fdagmm.features import ScalingStats
 
 # run_config keys, declared in src/flower_app/pyproject.toml.
 CONFIG_KEY = "config"  # the resolved Hydra config, as JSON
@@ -22,6 +23,21 @@ def gmm_stats_record(stats: GMMStats) -> ArrayRecord:
 def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
     t = record.to_torch_state_dict()
     return GMMStats(s0=t["s0"], s1=t["s1"], s2=t["s2"], n=int(t["n"]))
+
+
+def scaling_record(stats: ScalingStats) -> ArrayRecord:
+    return ArrayRecord(
+        {
+            "minimum": torch.from_numpy(stats.minimum),
+            "maximum": torch.from_numpy(stats.maximum),
+            "n_records": torch.tensor(stats.n_records),
+        }
+    )
+
+
+def scaling_from_record(record: ArrayRecord) -> ScalingStats:
+    t = record.to_torch_state_dict()
+    return ScalingStats(t["minimum"].numpy(), t["maximum"].numpy(), int(t["n_records"]))
 
 
 def config_to_json(cfg: DictConfig) -> str:

@@ -1,5 +1,7 @@
 """The ServerApp: FedAvg over Flower's Message API with the federation's mixture and evaluation.
 
+First every SuperNode describes its data (``query.describe``): its client id, record counts
+and the min/max of its training records, which combine into the federation's scaling bounds.
 Per round (``FdagmmFedAvg.start``): every training client trains from the global weights
 (``train``); ``fedavg`` averages the usable updates; after an evaluated round each client
 that feeds the mixture reports its GMM statistics (``evaluate``), and the evaluated client
@@ -32,11 +34,14 @@ from fdagmm.client import ClientUpdate
 from fdagmm.config import train_clients_of
 from fdagmm.errors import FdagmmError
 from fdagmm.experiment import RoundLog, local_training, prepare_process, write_results
+from fdagmm.features import FeatureEncoder, ScalingStats
 from fdagmm.flower.records import (
     OUTPUT_DIR_KEY,
     config_from_run,
     gmm_stats_from_record,
     gmm_stats_record,
+    scaling_from_record,
+    scaling_record,
 )
 from fdagmm.server import FederationError, fedavg, require_min_clients, unusable_reason
 
@@ -50,8 +55,9 @@ ERROR_FILE = "server_error.txt"
 class FdagmmFedAvg(FedAvg):
     """Flower's FedAvg loop with this project's aggregation, mixture and evaluation."""
 
-    def __init__(self, cfg: DictConfig, node_of: dict[int, int], rounds: RoundLog, grid: Grid):
+    def __init__(self, cfg: DictConfig, node_of: dict[int, int], scaling: ArrayRecord, rounds: RoundLog, grid: Grid):
         self.cfg = cfg
+        self.scaling = scaling  # the federation's scaling bounds, sent with every message
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.train_clients = train_clients_of(cfg)
@@ -67,7 +73,8 @@ class FdagmmFedAvg(FedAvg):
         super().__init__(min_train_nodes=n, min_evaluate_nodes=len(self.mixture_clients), min_available_nodes=n)
 
     def _messages(self, clients: list[int], message_type: str, **records: ArrayRecord | ConfigRecord) -> list[Message]:
-        return [Message(RecordDict(records), dst_node_id=self.node_of[k], message_type=message_type) for k in clients]
+        content = RecordDict({**records, "scaling": self.scaling})
+        return [Message(content, dst_node_id=self.node_of[k], message_type=message_type) for k in clients]
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         config["server-round"] = server_round
@@ -149,15 +156,18 @@ class FdagmmFedAvg(FedAvg):
         return MetricRecord(metrics) if metrics else None
 
 
-def describe_clients(grid: Grid, n_clients: int, timeout_s: float) -> tuple[dict[int, int], dict[str, dict[str, int]], int]:
-    """Wait for a SuperNode per client; returns client id -> node id, record counts, input dim."""
+def describe_clients(
+    grid: Grid, n_clients: int, timeout_s: float
+) -> tuple[dict[int, int], dict[str, dict[str, int]], dict[int, ScalingStats]]:
+    """Wait for a SuperNode per client; returns client id -> node id, record counts and each
+    client's scaling statistics (min/max per feature of its training records)."""
     deadline = time.monotonic() + timeout_s
     while len(nodes := list(grid.get_node_ids())) < n_clients:
         if time.monotonic() > deadline:
             raise FederationError(f"{len(nodes)} of {n_clients} SuperNodes connected within fed.flower.timeout_s={timeout_s}")
         time.sleep(0.5)
     messages = [Message(RecordDict(), dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
-    node_of, counts, dims = {}, {}, set()
+    node_of, counts, scaling = {}, {}, {}
     for reply in grid.send_and_receive(messages, timeout=timeout_s):
         if reply.has_error():
             raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not describe its data: {reply.error.reason}")
@@ -167,10 +177,10 @@ def describe_clients(grid: Grid, n_clients: int, timeout_s: float) -> tuple[dict
             raise FederationError(f"two SuperNodes hold client {k}'s partition: give each its own data-path")
         node_of[k] = reply.metadata.src_node_id
         counts[f"client{k}"] = {key: int(m[key]) for key in ("n_train", "n_test", "n_test_anomalies")}
-        dims.add(int(m["input-dim"]))
-    if sorted(node_of) != list(range(n_clients)) or len(dims) != 1:
-        raise FederationError(f"the SuperNodes hold clients {sorted(node_of)}, expected 0..{n_clients - 1} of one partitioning")
-    return node_of, dict(sorted(counts.items())), dims.pop()
+        scaling[k] = scaling_from_record(reply.content["scaling"])
+    if sorted(node_of) != list(range(n_clients)):
+        raise FederationError(f"the SuperNodes hold clients {sorted(node_of)}, expected 0..{n_clients - 1}")
+    return node_of, dict(sorted(counts.items())), scaling
 
 
 def _log_to_stderr() -> None:
@@ -194,10 +204,12 @@ def main(grid: Grid, context: Context) -> None:
         prepare_process(cfg)
         # The logger's save_dir was resolved where the run was prepared; write under output-dir.
         rounds = RoundLog(cfg, instantiate(cfg.logger, save_dir=str(output_dir / "tensorboard"), name="server"))
-        node_of, counts, input_dim = describe_clients(grid, len(cfg.scenario.common_fractions), cfg.fed.flower.timeout_s)
+        node_of, counts, scaling = describe_clients(grid, len(cfg.scenario.common_fractions), cfg.fed.flower.timeout_s)
         log.info("%s, scenario %s, seed %d over Flower: %s", cfg.method.label, cfg.scenario.name, cfg.seed, counts)
-        net = local_training(cfg, input_dim).build_module().net
-        strategy = FdagmmFedAvg(cfg, node_of, rounds, grid)
+        # The federation's scaling bounds: those of the union of the training clients' records.
+        bounds = ScalingStats.combine([scaling[k] for k in train_clients_of(cfg)])
+        net = local_training(cfg, FeatureEncoder(bounds).dim).build_module().net
+        strategy = FdagmmFedAvg(cfg, node_of, scaling_record(bounds), rounds, grid)
         strategy.start(
             grid,
             ArrayRecord(net.state_dict()),
