@@ -132,6 +132,7 @@ def test_cli_runs_with_overrides(kdd_slice, tmp_path):
         ("data.path=/nonexistent/kdd.gz", "KDDCUP99 file not found: /nonexistent/kdd.gz"),
         ("eval.anomaly_ratio=1.5", "eval.anomaly_ratio must be in (0, 1)"),
         ("method=federated", "unknown method 'federated': choose one of fdagmm, local, pooled, remote"),
+        ("fed.backend=grpc", "fed.backend must be inprocess or flower, got 'grpc'"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(kdd_slice, tmp_path, override, expected):
