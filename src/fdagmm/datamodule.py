@@ -40,12 +40,24 @@ class ClientData:
 
 @dataclass
 class ClientRecords:
-    """One client's raw records, as its organisation holds them."""
+    """One client's raw records, as its organisation holds them: rows ``train_idx`` (attacks
+    to train on) and ``test_idx`` (attacks and normals to test on) of ``frame``."""
 
     client_id: int
-    train: pd.DataFrame  # attacks to train on
-    test: pd.DataFrame  # attacks and normals to test on
+    frame: pd.DataFrame  # may be the whole data set, shared by every client's records
+    train_idx: np.ndarray
+    test_idx: np.ndarray
     test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records
+
+    # Copies made on demand, one client at a time: on the full data set, every client's
+    # frames at once would double the peak memory of loading.
+    @property
+    def train(self) -> pd.DataFrame:
+        return self.frame.iloc[self.train_idx]
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.frame.iloc[self.test_idx]
 
 
 def client_records(
@@ -70,12 +82,7 @@ def client_records(
                 "raise its fractions in the scenario config"
             )
     return [
-        ClientRecords(
-            client_id=s.client_id,
-            train=frame.iloc[s.train_idx],
-            test=frame.iloc[s.test_idx],
-            test_is_anomaly=labels[s.test_idx] == NORMAL_LABEL,
-        )
+        ClientRecords(s.client_id, frame, s.train_idx, s.test_idx, labels[s.test_idx] == NORMAL_LABEL)
         for s in splits
     ]
 

@@ -67,7 +67,7 @@ def describe(msg: Message, context: Context) -> Message:
     """Which client this node is, its record counts and the min/max of its training records
     (the server's node map, metrics.json's partition and the federation's scaling bounds)."""
     records = load_partition(Path(str(context.node_config["data-path"])))
-    counts = record_counts(len(records.train), records.test_is_anomaly)
+    counts = record_counts(len(records.train_idx), records.test_is_anomaly)
     return _reply(
         msg,
         metrics=MetricRecord({"client-id": records.client_id, **counts}),

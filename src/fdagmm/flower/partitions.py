@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
@@ -43,31 +44,36 @@ def write_partitions(cfg: DictConfig, out_dir: Path) -> tuple[list[Path], dict[s
             },
         )
         paths.append(path)
-    return paths, {f"client{r.client_id}": record_counts(len(r.train), r.test_is_anomaly) for r in records}
+    return paths, {f"client{r.client_id}": record_counts(len(r.train_idx), r.test_is_anomaly) for r in records}
 
 
 def load_partition(path: Path) -> ClientRecords:
     if not path.is_file():
         raise FileNotFoundError(f"no partition file at {path}: check the SuperNode's --node-config data-path")
     p = load_payload(path, "partition file", FORMAT_VERSION, "write it again with fed.flower.prepare_only=true")
+    train, test = _frame(p["train"]), _frame(p["test"])
     return ClientRecords(
         client_id=p["client_id"],
-        train=_frame(p["train"]),
-        test=_frame(p["test"]),
+        frame=pd.concat([train, test], ignore_index=True),
+        train_idx=np.arange(len(train)),
+        test_idx=np.arange(len(train), len(train) + len(test)),
         test_is_anomaly=p["test_is_anomaly"].numpy(),
     )
 
 
 def _columns(frame: pd.DataFrame) -> dict:
-    """A frame as tensors and lists of strings (what ``torch.load(weights_only=True)`` reads)."""
-    return {
-        "numeric": torch.from_numpy(frame[NUMERIC_FEATURES].to_numpy(dtype="float64")),
-        **{c: frame[c].astype(str).tolist() for c in CATEGORICAL_FEATURES},
-    }
+    """A frame as tensors and short lists of strings (what ``torch.load(weights_only=True)``
+    reads); a categorical column as its distinct values and one code per record, which
+    loads far faster than a string per record."""
+    columns = {"numeric": torch.from_numpy(frame[NUMERIC_FEATURES].to_numpy(dtype="float64"))}
+    for c in CATEGORICAL_FEATURES:
+        codes, values = pd.factorize(frame[c].astype(str))
+        columns[c] = {"values": values.tolist(), "codes": torch.from_numpy(codes)}
+    return columns
 
 
 def _frame(columns: dict) -> pd.DataFrame:
     frame = pd.DataFrame(columns["numeric"].numpy(), columns=NUMERIC_FEATURES)
     for c in CATEGORICAL_FEATURES:
-        frame[c] = columns[c]
+        frame[c] = np.asarray(columns[c]["values"], dtype=object)[columns[c]["codes"].numpy()]
     return frame
