@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 APP_DIR = Path(__file__).resolve().parents[2] / "flower_app"
 CONNECTION = "local"  # the SuperLink connection's name in $FLWR_HOME/config.toml
+# The ServerApp's one-line reason for a failed run, under <output-dir>/flower/.
+ERROR_FILE = "server_error.txt"
 # No telemetry and no update check: both would call out to the internet at every start.
 QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 
@@ -126,7 +128,6 @@ class LocalFederation:
     """
 
     def __init__(self, flower_dir: Path, partitions: list[Path], output_dir: Path, timeout_s: float):
-        self.flower_dir = flower_dir
         self.partitions = partitions
         self.output_dir = output_dir
         self.timeout_s = timeout_s
@@ -199,7 +200,8 @@ class LocalFederation:
             [str(self.bin / "flwr"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
         )
         if done.returncode != 0:
-            raise FederationError(f"flwr {args[0]} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+            last_line = ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
+            raise FederationError(f"flwr {args[0]} failed (exit {done.returncode}): {last_line}")
         return done.stdout
 
     def run(self, run_config: Path, deadline_s: float) -> None:
@@ -228,7 +230,7 @@ class LocalFederation:
             time.sleep(1.0)
         progress.forward()
         if status != "finished:completed":
-            error = self.output_dir / "flower" / "server_error.txt"
+            error = self.output_dir / "flower" / ERROR_FILE
             why = error.read_text().strip() if error.is_file() else f"see {self.logs / 'run.log'}"
             raise FederationError(f"Flower run {run_id} {status}: {why}")
 

@@ -35,6 +35,7 @@ from fdagmm.config import train_clients_of
 from fdagmm.errors import FdagmmError
 from fdagmm.experiment import RoundLog, local_training, prepare_process, write_results
 from fdagmm.features import FeatureEncoder, ScalingStats
+from fdagmm.flower.deployment import ERROR_FILE
 from fdagmm.flower.records import (
     OUTPUT_DIR_KEY,
     config_from_run,
@@ -47,9 +48,6 @@ from fdagmm.server import FederationError, fedavg, require_min_clients, unusable
 
 app = ServerApp()
 log = logging.getLogger(__name__)
-
-# The ServerApp's one-line error, for the process that started the run (deployment.py).
-ERROR_FILE = "server_error.txt"
 
 
 class FdagmmFedAvg(FedAvg):
