@@ -33,14 +33,14 @@ from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from fdagmm import client as client_module
-from fdagmm import experiment as experiment_module
-from fdagmm import server as server_module
+from fdagmm.federation import client as client_module
+from fdagmm.run import experiment as experiment_module
+from fdagmm.federation import inprocess as server_module
 from fdagmm.config import register_configs
-from fdagmm.datamodule import batch_loader
-from fdagmm.experiment import _quiet_lightning, train
-from fdagmm.kdd import read_kdd_file
-from fdagmm.loading import load_kdd
+from fdagmm.data.datamodule import batch_loader
+from fdagmm.run.experiment import _quiet_lightning, train
+from fdagmm.data.kdd99 import read_kdd_file
+from fdagmm.data.loading import load_kdd
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 console = Console(width=140)
@@ -61,7 +61,7 @@ def training_rows(data_path: str) -> torch.Tensor:
 
 
 class PlainDAGMM(torch.nn.Module):
-    """The baseline's model, written as plainly as the spec reads (independent of fdagmm.dagmm)."""
+    """The baseline's model, written as plainly as the spec reads (independent of fdagmm.models.dagmm)."""
 
     def __init__(self, d: int):
         super().__init__()

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from fdagmm.cli import one_line_errors
 from fdagmm.config import score_config
-from fdagmm.detector import Detector
-from fdagmm.scoring import print_summary, score_file
+from fdagmm.detection.detector import Detector
+from fdagmm.detection.scoring import print_summary, score_file
 
 
 def main(args: list[str]) -> None:

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from fdagmm.cli import check_group_choices, one_line_errors
 from fdagmm.config import register_configs
-from fdagmm.experiment import train
+from fdagmm.run.experiment import train
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 register_configs()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fdagmm.config import register_configs
-from fdagmm.kdd import read_kdd_file
+from fdagmm.data.kdd99 import read_kdd_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_KDD = ROOT.parent / "shared" / "data" / "kddcup.data_10_percent.gz"

@@ -8,36 +8,28 @@ split the data) before any data is read.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fdagmm.errors import ConfigError, first_line
-from fdagmm.evaluation import THRESHOLD_REFS
-from fdagmm.kdd import ATTACK_LABELS, VARIANT_FILES
+from fdagmm.errors import ConfigError, FdagmmError, first_line
+from fdagmm.detection.evaluation import THRESHOLD_REFS
+from fdagmm.data.kdd99 import KDD99
 
 
 @dataclass
 class DataConfig:
-    _target_: str = "fdagmm.datamodule.KDDClientsDataModule"
+    _target_: str = "fdagmm.data.datamodule.KDDClientsDataModule"
     path: Optional[str] = None  # a KDDCUP99 file (gzip or CSV); None: data_dir, then scikit-learn
     variant: str = "10_percent"  # 10_percent | full: which file to look for or fetch
     data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
     batch_size: int = 1024
-
-
-@dataclass
-class ScenarioConfig:
-    name: str = MISSING
-    common_attacks: List[str] = field(default_factory=lambda: ["smurf", "neptune"])
-    common_fractions: List[float] = MISSING  # per client: its share of each common attack type
-    rare_fractions: List[float] = MISSING  # per client: its share of each rare attack type
-    train_fraction: float = 0.5  # per client: share of its attacks used for training
 
 
 @dataclass
@@ -52,6 +44,7 @@ class FedConfig:
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     rounds: int = 20
     local_epochs: int = 1
+    clients_per_round: Optional[int] = None  # clients sampled to train each round; None: every client
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
     min_clients: int = 1  # a round needs this many usable client updates, else the run stops
     resume: Optional[str] = None  # the run dir of an interrupted federated run to continue
@@ -60,10 +53,11 @@ class FedConfig:
 @dataclass
 class MethodConfig:
     name: str = MISSING
-    label: str = MISSING  # the study's name for it, in tables
+    label: str = MISSING  # its name in tables; centralised methods add the clients they train on
     federated: bool = False
-    train_clients: Optional[List[int]] = None  # None: every client
-    eval_client: int = 0
+    trains_on: str = "all"  # all | home | others (every client but the home client)
+    home_client: int = 0  # the organisation the comparison is about (the study's client 0)
+    eval_client: int = 0  # whose test set the run reports (every client's is in per_client)
 
 
 @dataclass
@@ -85,8 +79,9 @@ class PathsConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    scenario: ScenarioConfig = MISSING
-    model: Any = MISSING  # instantiated: fdagmm.lit_module.DAGMMLitModule
+    partition: Any = MISSING  # instantiated: a fdagmm.data.partition.Partitioner
+    model: Any = MISSING  # instantiated: fdagmm.models.lit_module.DAGMMLitModule
+    strategy: Any = MISSING  # instantiated: a fdagmm.federation.strategies.Strategy
     fed: FedConfig = field(default_factory=FedConfig)
     method: MethodConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -136,43 +131,30 @@ def score_config(args: list[str]) -> DictConfig:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
-    _check(cfg.data.variant in VARIANT_FILES, f"data.variant must be one of {list(VARIANT_FILES)}, got {cfg.data.variant!r}")
+    _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
     _check(cfg.torch_threads is None or cfg.torch_threads >= 1, f"torch_threads must be >= 1 or null, got {cfg.torch_threads}")
     _check(cfg.data.batch_size >= 1, f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 
-    s = cfg.scenario
-    n_clients = len(s.common_fractions)
-    _check(n_clients >= 1, "scenario.common_fractions must list one fraction per client")
-    _check(
-        len(s.rare_fractions) == n_clients,
-        f"scenario.common_fractions has {n_clients} clients but scenario.rare_fractions has "
-        f"{len(s.rare_fractions)}: give one fraction per client in both",
-    )
-    for name in ("common_fractions", "rare_fractions"):
-        fractions = list(s[name])
-        _check(
-            all(0.0 <= f <= 1.0 for f in fractions) and math.isclose(sum(fractions), 1.0, abs_tol=1e-9),
-            f"scenario.{name} must be fractions in [0, 1] that sum to 1 (every record goes to "
-            f"exactly one client), got {fractions}",
-        )
-    unknown = sorted(set(s.common_attacks) - set(ATTACK_LABELS))
-    _check(not unknown, f"scenario.common_attacks: unknown attack types {unknown}; known: {ATTACK_LABELS}")
-    _check(0.0 < s.train_fraction < 1.0, f"scenario.train_fraction must be in (0, 1), got {s.train_fraction}")
-
+    n_clients = build(cfg.partition).num_clients
+    build(cfg.strategy)
     m = cfg.method
     clients = list(range(n_clients))
-    train_clients = clients if m.train_clients is None else list(m.train_clients)
-    _check(
-        bool(train_clients) and set(train_clients) <= set(clients) and len(set(train_clients)) == len(train_clients),
-        f"method.train_clients must be distinct client ids among {clients}, got {train_clients}",
-    )
-    _check(m.eval_client in clients, f"method.eval_client must be one of {clients}, got {m.eval_client}")
+    for key in ("home_client", "eval_client"):
+        _check(m[key] in clients, f"method.{key} must be one of the client ids {clients[0]}..{clients[-1]}, got {m[key]}")
+    _check(m.trains_on in TRAINS_ON, f"method.trains_on must be one of {', '.join(TRAINS_ON)}, got {m.trains_on!r}")
+    train_clients = train_clients_of(cfg)
+    _check(bool(train_clients), f"method {m.name} trains on the clients other than client {m.home_client}, and there are none: use more clients")
 
     _check(cfg.fed.rounds >= 1, f"fed.rounds must be >= 1, got {cfg.fed.rounds}")
     _check(cfg.fed.local_epochs >= 1, f"fed.local_epochs must be >= 1, got {cfg.fed.local_epochs}")
+    per_round = len(train_clients) if cfg.fed.clients_per_round is None else cfg.fed.clients_per_round
     _check(
-        1 <= cfg.fed.min_clients <= len(train_clients),
-        f"fed.min_clients must be between 1 and the {len(train_clients)} training clients, got {cfg.fed.min_clients}",
+        1 <= per_round <= len(train_clients),
+        f"fed.clients_per_round must be between 1 and the {len(train_clients)} training clients (or null: all), got {cfg.fed.clients_per_round}",
+    )
+    _check(
+        1 <= cfg.fed.min_clients <= per_round,
+        f"fed.min_clients must be between 1 and the {per_round} clients that train each round, got {cfg.fed.min_clients}",
     )
     _check(cfg.fed.gmm_stats in ("global", "local"), f"fed.gmm_stats must be global or local, got {cfg.fed.gmm_stats!r}")
     _check(
@@ -197,11 +179,45 @@ def validate_config(cfg: DictConfig) -> None:
     )
 
 
+# Whose training records a method uses: every client's, the home client's, or the others'.
+TRAINS_ON = ("all", "home", "others")
+
+
+def n_clients_of(cfg: DictConfig) -> int:
+    return build(cfg.partition).num_clients
+
+
 def train_clients_of(cfg: DictConfig) -> list[int]:
     """The client ids whose training data the configured method uses."""
-    if cfg.method.train_clients is None:
-        return list(range(len(cfg.scenario.common_fractions)))
-    return list(cfg.method.train_clients)
+    clients = range(n_clients_of(cfg))
+    home = cfg.method.home_client
+    return {"all": list(clients), "home": [home], "others": [k for k in clients if k != home]}[cfg.method.trains_on]
+
+
+def method_label(cfg: DictConfig) -> str:
+    """The method's name in tables: a centralised method names the clients it trains on
+    (the study's DAGMM C0, C1, C0&C1), or says pooled / all but C<k> past three clients."""
+    m = cfg.method
+    if m.federated:
+        strategy = build(cfg.strategy).name
+        return m.label if strategy == "fedavg" else f"{m.label} ({strategy})"
+    train_clients = train_clients_of(cfg)
+    n = n_clients_of(cfg)
+    if len(train_clients) <= 3 or n <= 3:
+        return f"{m.label} " + "&".join(f"C{k}" for k in train_clients)
+    return f"{m.label} pooled" if len(train_clients) == n else f"{m.label} all but C{m.home_client}"
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, with an impossible value reported as a one-line ConfigError
+    instead of Hydra's wrapped traceback."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, FdagmmError):
+            raise cause from None
+        raise ConfigError(f"{node.get('_target_', 'a config node')}: {first_line(cause or e)}") from e
 
 
 def _check(condition: bool, message: str) -> None:

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from fdagmm.evaluation import THRESHOLD_REFS  # noqa: E402
+from fdagmm.detection.evaluation import THRESHOLD_REFS  # noqa: E402
 
 # Columns in the study's order, with the study's names.
 METHODS = {

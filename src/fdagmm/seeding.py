@@ -1,6 +1,14 @@
-"""Seeds derived from the run's seed, one per role, so results do not depend on execution order."""
+"""Seeds derived from the run's seed, one per role, so results do not depend on execution order.
+
+The roles: (seed) the centralised batches; (seed, round, client) a client's dropout;
+(seed, round, client, BATCH_STREAM) its batches; (seed, round, 0, SAMPLING_STREAM) the
+server's choice of clients.
+"""
 
 import numpy as np
+
+BATCH_STREAM = 1
+SAMPLING_STREAM = 2
 
 
 def derive_seed(*keys: int) -> int:

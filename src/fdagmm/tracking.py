@@ -1,9 +1,11 @@
-"""Where a run's results go: TensorBoard, metrics.json and the terminal."""
+"""Where a run's results go: TensorBoard, metrics.json and the terminal, for both backends."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,12 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from fdagmm.detection.evaluation import summarise_clients
+
+log = logging.getLogger(__name__)
+
+# Metrics shown in the per-round progress line.
+PROGRESS_METRICS = ("test/auroc", "test/f1")
 # Final metrics shown in the terminal table, in this order.
 TABLE_METRICS = {
     "test/precision": "precision",
@@ -72,9 +80,77 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def print_metrics_table(title: str, metrics: dict[str, float], console: Console | None = None) -> None:
+def print_metrics_table(
+    title: str, rows: dict[str, dict[str, float]], console: Console | None = None, row_label: str | None = None
+) -> None:
+    """One row per entry of ``rows`` (a single unnamed row when ``row_label`` is None)."""
     table = Table(title=title)
+    if row_label is not None:
+        table.add_column(row_label)
     for label in TABLE_METRICS.values():
         table.add_column(label, justify="right")
-    table.add_row(*(f"{metrics[key]:.4f}" for key in TABLE_METRICS))
+    for name, metrics in rows.items():
+        cells = [f"{metrics[key]:.4f}" for key in TABLE_METRICS]
+        table.add_row(*([name] if row_label is not None else []), *cells)
     (console or Console()).print(table)
+
+
+class RoundLog:
+    """Each round's record: metrics.json's history, the server's TensorBoard scalars and a
+    progress line."""
+
+    def __init__(self, total_rounds: int, every_n_rounds: int, server_logger: ContinuousStepLogger):
+        self.total_rounds = total_rounds
+        self.every_n_rounds = every_n_rounds
+        self.server_logger = server_logger
+        self.history: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+
+    def evaluates(self, round_idx: int) -> bool:
+        """Whether the test metrics are measured after this round."""
+        return round_idx % self.every_n_rounds == 0 or round_idx == self.total_rounds
+
+    def record(self, round_idx: int, train_losses: dict[str, float], metrics: dict[str, float], **extra: Any) -> None:
+        losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
+        self.history.append({"round": round_idx, **losses, **metrics, **extra})
+        self.server_logger.log_metrics({**losses, **metrics}, step=round_idx)
+        log.info(
+            "round %d/%d  %s  %s  (%.0f s)",
+            round_idx,
+            self.total_rounds,
+            "  ".join(f"{name} loss {loss:.4g}" for name, loss in train_losses.items()),
+            "  ".join(f"{key} {metrics[key]:.4f}" for key in PROGRESS_METRICS if key in metrics),
+            time.perf_counter() - self.started,
+        )
+
+
+def write_results(
+    output_dir: Path,
+    run: dict[str, Any],
+    hparams: dict[str, Any],
+    rounds: RoundLog,
+    final_by_ref: dict[str, dict[str, float]],
+    threshold_ref: str,
+    per_client: dict[str, dict[str, float]],
+    counts: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """HParams and per-client scalars for TensorBoard, and metrics.json in the run dir;
+    returns metrics.json's payload. ``run`` names the run (method, partition, seed, ...)."""
+    final = final_by_ref[threshold_ref]
+    clients = summarise_clients(per_client)
+    scalars = {f"{key}/{name}": value for name, metrics in {**per_client, **clients}.items() for key, value in metrics.items()}
+    rounds.server_logger.log_metrics(scalars, step=rounds.total_rounds)
+    log_hparams(rounds.server_logger, hparams, final)
+    payload = {
+        **run,
+        "final": final,
+        "final_by_threshold_ref": final_by_ref,
+        "per_client": per_client,
+        "clients_mean": clients["mean"],
+        "clients_worst": clients["worst"],
+        "history": rounds.history,
+        "partition": counts,
+    }
+    write_json_atomic(output_dir / "metrics.json", payload)
+    log.info("done in %.0f s; results in %s", time.perf_counter() - rounds.started, output_dir)
+    return payload

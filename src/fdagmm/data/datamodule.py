@@ -1,0 +1,163 @@
+"""The LightningDataModule that turns KDDCUP99 and a scenario into encoded client partitions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.kdd99 import KDD99
+from fdagmm.data.loading import load_kdd
+from fdagmm.data.partition import Partitioner
+from fdagmm.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClientData:
+    """One client's encoded records: attacks to train on; attacks and normals to test on."""
+
+    client_id: int
+    train_x: Tensor  # (n_train, D) float32
+    test_x: Tensor  # (n_test, D) float32
+    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records (DAGMM's convention)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_x)
+
+
+@dataclass
+class ClientRecords:
+    """One client's raw records, as its organisation holds them: rows ``train_idx`` (attacks
+    to train on) and ``test_idx`` (attacks and normals to test on) of ``frame``."""
+
+    client_id: int
+    frame: pd.DataFrame  # may be the whole data set, shared by every client's records
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records
+
+    # Copies made on demand, one client at a time: on the full data set, every client's
+    # frames at once would double the peak memory of loading.
+    @property
+    def train(self) -> pd.DataFrame:
+        return self.frame.iloc[self.train_idx]
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.frame.iloc[self.test_idx]
+
+
+def client_records(
+    path: str | None, variant: str, data_dir: str | Path, cache_dir: str | None, partitioner: Partitioner, seed: int
+) -> list[ClientRecords]:
+    """Load KDDCUP99 and split it into the partitioner's clients (every client non-empty)."""
+    frame = load_kdd(path, variant, data_dir, cache_dir)
+    labels = frame[KDD99.label].to_numpy(dtype=str)
+    splits = partitioner.split(labels, KDD99.normal_label, seed)
+    return [
+        ClientRecords(s.client_id, frame, s.train_idx, s.test_idx, labels[s.test_idx] == KDD99.normal_label)
+        for s in splits
+    ]
+
+
+def record_counts(n_train: int, test_is_anomaly: np.ndarray) -> dict[str, int]:
+    """A client's record counts, as metrics.json's ``partition`` lists them."""
+    return {"n_train": n_train, "n_test": len(test_is_anomaly), "n_test_anomalies": int(test_is_anomaly.sum())}
+
+
+def encode_client(records: ClientRecords, encoder: FeatureEncoder) -> ClientData:
+    return ClientData(
+        client_id=records.client_id,
+        train_x=torch.from_numpy(encoder.transform(records.train)),
+        test_x=torch.from_numpy(encoder.transform(records.test)),
+        test_is_anomaly=records.test_is_anomaly,
+    )
+
+
+class ShuffledBatches(Sampler[Tensor]):
+    """Index tensors of the batches of a fresh random permutation each epoch.
+
+    The same batches as ``BatchSampler(RandomSampler(...))`` with this generator, as tensors
+    rather than lists of ints, so that a batch is one indexing operation.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+
+def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
+    """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate)."""
+    batches = ShuffledBatches(len(x), batch_size, torch.Generator().manual_seed(seed))
+    return DataLoader(TensorDataset(x), sampler=batches, batch_size=None)
+
+
+class KDDClientsDataModule(pl.LightningDataModule):
+    """Loads KDDCUP99, partitions it into clients (``partitioner``) and encodes each client.
+
+    Scaling bounds come from the training records of ``train_clients`` (the clients whose
+    data the method trains on), combined from per-client statistics. ``train_dataloader``
+    serves the union of those clients' training sets (centralised training); each client's
+    encoded records are in ``clients`` (federated training).
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        variant: str,
+        data_dir: str,
+        batch_size: int,
+        partitioner: Partitioner,
+        seed: int,
+        train_clients: list[int],
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        self.path = path
+        self.cache_dir = cache_dir
+        self.variant = variant
+        self.data_dir = Path(data_dir)
+        self.batch_size = batch_size
+        self.partitioner = partitioner
+        self.seed = seed
+        self.train_clients = list(train_clients)
+        self.clients: list[ClientData] = []
+        self.encoder: FeatureEncoder | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return self.encoder.dim
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.clients:  # Lightning calls setup on every fit; the data is prepared once
+            return
+        records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.partitioner, self.seed)
+        # Each training client reports the min/max of its own training records only.
+        scaling = ScalingStats.combine([ScalingStats.of(records[k].train) for k in self.train_clients])
+        self.encoder = FeatureEncoder(scaling)
+        self.clients = [encode_client(r, self.encoder) for r in records]
+
+    def train_dataloader(self) -> DataLoader:
+        x = torch.cat([self.clients[k].train_x for k in self.train_clients])
+        return batch_loader(x, self.batch_size, derive_seed(self.seed))
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Record counts per client, for the log and metrics.json."""
+        return {f"client{c.client_id}": record_counts(c.n_train, c.test_is_anomaly) for c in self.clients}

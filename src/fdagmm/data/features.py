@@ -1,0 +1,80 @@
+"""Encode KDDCUP99 records as model inputs: one-hot categories and min-max scaled numbers.
+
+The category vocabulary is fixed by the schema (``kdd.CATEGORIES``). The scaling bounds are
+fitted on training records only; in a federation each client reports ``ScalingStats`` of its
+own training records (per-feature min, max and a count) and the server combines them, which
+gives exactly the bounds of the union without any record leaving a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fdagmm.data.kdd99 import KDD99
+
+
+@dataclass(frozen=True)
+class ScalingStats:
+    """Per-feature minimum and maximum of the numeric features over ``n_records`` records."""
+
+    minimum: np.ndarray
+    maximum: np.ndarray
+    n_records: int
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> ScalingStats:
+        if len(frame) == 0:
+            raise ValueError("scaling statistics of an empty set of records")
+        values = frame[KDD99.numeric_features].to_numpy(dtype=np.float64)
+        return cls(values.min(axis=0), values.max(axis=0), len(frame))
+
+    @classmethod
+    def combine(cls, parts: list[ScalingStats]) -> ScalingStats:
+        """The statistics of the union of the disjoint record sets behind ``parts``."""
+        return cls(
+            np.min([p.minimum for p in parts], axis=0),
+            np.max([p.maximum for p in parts], axis=0),
+            sum(p.n_records for p in parts),
+        )
+
+
+class FeatureEncoder:
+    """Records -> float32 matrix: scaled numeric features, then one-hot categories.
+
+    A category value outside the vocabulary encodes as all-zeros in its column's block.
+    """
+
+    def __init__(self, scaling: ScalingStats, categories: dict[str, list[str]] = KDD99.categories):
+        self.scaling = scaling
+        self.categories = categories
+        span = scaling.maximum - scaling.minimum
+        # A feature constant over the training records (num_outbound_cmds in the 10% file)
+        # maps to 0 rather than dividing by zero.
+        self._span = np.where(span > 0, span, 1.0)
+        self._offsets = np.cumsum([len(KDD99.numeric_features)] + [len(v) for v in categories.values()])
+
+    @property
+    def dim(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*KDD99.numeric_features] + [f"{c}={v}" for c, vocab in self.categories.items() for v in vocab]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.zeros((len(frame), self.dim), dtype=np.float32)
+        numeric = frame[KDD99.numeric_features].to_numpy(dtype=np.float64)
+        out[:, : len(KDD99.numeric_features)] = (numeric - self.scaling.minimum) / self._span
+        rows = np.arange(len(frame))
+        for offset, (column, vocabulary) in zip(self._offsets[:-1], self.categories.items()):
+            codes = pd.Index(vocabulary).get_indexer(frame[column])
+            known = codes >= 0  # a value outside the vocabulary stays all-zeros
+            out[rows[known], offset + codes[known]] = 1.0
+        return out
+
+    def unknown_counts(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per categorical column, how many records hold a value outside the vocabulary."""
+        return {c: int((~frame[c].isin(vocab)).sum()) for c, vocab in self.categories.items()}

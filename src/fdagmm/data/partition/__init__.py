@@ -1,0 +1,14 @@
+"""Partitioners: how a data set's records are split into clients, one file per scheme.
+
+``StudyScenario`` (the study's s1-s4), ``IidPartitioner`` and ``DirichletPartitioner`` share
+``Partitioner``'s protocol: a scheme decides which client holds each attack record; normal
+records follow in proportion to each client's attacks; a random ``train_fraction`` of a
+client's attacks trains, the rest and its normal records test.
+"""
+
+from fdagmm.data.partition.base import ClientSplit, Partitioner
+from fdagmm.data.partition.dirichlet import DirichletPartitioner
+from fdagmm.data.partition.iid import IidPartitioner
+from fdagmm.data.partition.study import StudyScenario
+
+__all__ = ["ClientSplit", "DirichletPartitioner", "IidPartitioner", "Partitioner", "StudyScenario"]

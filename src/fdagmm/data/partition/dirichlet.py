@@ -1,0 +1,55 @@
+"""Non-IID by attack type: each type's records are split over the clients in proportions
+drawn from a symmetric Dirichlet(alpha) (Hsu et al., 2019; Flower Datasets'
+``DirichletPartitioner`` with ``partition_by`` the label). Small alpha: each client sees few
+attack types; large alpha: close to IID.
+
+Implemented with numpy rather than flwr-datasets: the core must not depend on the flower
+extra, and flwr-datasets partitions Hugging Face datasets, not row indices. Like Flower's,
+it redraws every type's proportions (up to ``max_tries`` times) while a client would hold
+fewer than ``min_partition_size`` training records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fdagmm.data.partition.base import ClientSplit, Partitioner, attack_types, check, split_by_fractions
+from fdagmm.errors import DataError
+from fdagmm.seeding import derive_seed
+
+
+class DirichletPartitioner(Partitioner):
+    too_small_fix = "raise partition.alpha, lower partition.num_clients or lower partition.min_partition_size"
+
+    def __init__(
+        self,
+        name: str,
+        num_clients: int,
+        alpha: float,
+        train_fraction: float = 0.5,
+        min_partition_size: int = 10,
+        max_tries: int = 10,
+    ):
+        check(alpha > 0, f"partition.alpha must be > 0, got {alpha}")
+        check(max_tries >= 1, f"partition.max_tries must be >= 1, got {max_tries}")
+        super().__init__(name, num_clients, train_fraction, min_partition_size)
+        self.alpha = alpha
+        self.max_tries = max_tries
+
+    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[] for _ in range(self.num_clients)]
+        for attack in attack_types(labels, normal_label):
+            rows = rng.permutation(np.flatnonzero(labels == attack))
+            proportions = rng.dirichlet(np.full(self.num_clients, self.alpha))
+            for k, part in enumerate(split_by_fractions(rows, proportions)):
+                parts[k].append(part)
+        return [np.concatenate(p) for p in parts]
+
+    def split(self, labels: np.ndarray, normal_label: str, seed: int) -> list[ClientSplit]:
+        for attempt in range(self.max_tries):
+            try:
+                # Each try is its own seeded draw: the result depends only on (seed, attempt).
+                return super().split(labels, normal_label, seed if attempt == 0 else derive_seed(seed, attempt))
+            except DataError as e:
+                last = e
+        raise DataError(f"{last} (after {self.max_tries} draws)")

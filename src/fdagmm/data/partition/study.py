@@ -1,0 +1,57 @@
+"""The study's scenarios s1-s4 (spec section 5): a data-poor client 0, a data-rich client 1.
+
+Attack types are *common* (smurf, neptune by default) or *rare* (all others). Client k holds
+``common_fractions[k]`` of every common type and ``rare_fractions[k]`` of every rare type,
+drawn at random within each type. Longer fraction lists make more clients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fdagmm.data.kdd99 import KDD99
+from fdagmm.data.partition.base import Partitioner, attack_types, check, split_by_fractions
+
+
+class StudyScenario(Partitioner):
+    too_small_fix = "raise its fractions in the scenario config"
+
+    def __init__(
+        self,
+        name: str,
+        common_fractions: list[float],
+        rare_fractions: list[float],
+        common_attacks: list[str] = ("smurf", "neptune"),
+        train_fraction: float = 0.5,
+        min_partition_size: int = 1,
+    ):
+        n = len(common_fractions)
+        check(n >= 1, "partition.common_fractions must list one fraction per client")
+        check(
+            len(rare_fractions) == n,
+            f"partition.common_fractions has {n} clients but partition.rare_fractions has "
+            f"{len(rare_fractions)}: give one fraction per client in both",
+        )
+        for key, fractions in (("common_fractions", common_fractions), ("rare_fractions", rare_fractions)):
+            check(
+                all(0.0 <= f <= 1.0 for f in fractions) and math.isclose(sum(fractions), 1.0, abs_tol=1e-9),
+                f"partition.{key} must be fractions in [0, 1] that sum to 1 (every record goes to "
+                f"exactly one client), got {list(fractions)}",
+            )
+        unknown = sorted(set(common_attacks) - set(KDD99.attack_labels))
+        check(not unknown, f"partition.common_attacks: unknown attack types {unknown}; known: {list(KDD99.attack_labels)}")
+        super().__init__(name, n, train_fraction, min_partition_size)
+        self.common_fractions = list(common_fractions)
+        self.rare_fractions = list(rare_fractions)
+        self.common_attacks = list(common_attacks)
+
+    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[] for _ in range(self.num_clients)]
+        for attack in attack_types(labels, normal_label):
+            fractions = self.common_fractions if attack in self.common_attacks else self.rare_fractions
+            rows = rng.permutation(np.flatnonzero(labels == attack))
+            for k, part in enumerate(split_by_fractions(rows, fractions)):
+                parts[k].append(part)
+        return [np.concatenate(p) for p in parts]

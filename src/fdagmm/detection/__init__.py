@@ -1,0 +1,1 @@
+"""Detection: energies, thresholds and metrics; the exported detector; scoring new files."""

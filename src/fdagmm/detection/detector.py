@@ -1,0 +1,94 @@
+"""The exported detector: one file with everything needed to score new records.
+
+Every training run saves ``model.pt`` in its run dir: the network's weights and shape, the
+scoring mixture, the preprocessing (category vocabulary and scaling bounds), the threshold
+and the config that produced it. Loading it needs no training data; it is read with
+``torch.load(weights_only=True)``, so it holds tensors and plain data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fdagmm.models.dagmm import DAGMM, GaussianMixture
+from fdagmm.errors import DataError
+from fdagmm.detection.evaluation import energies
+from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.kdd99 import KDD99
+from fdagmm.serialization import load_payload, save_payload
+
+MODEL_FILE = "model.pt"
+FORMAT_VERSION = 1
+# Resolution of the stored reference-energy quantiles (for a new anomaly_ratio when scoring).
+N_QUANTILES = 10001
+
+
+@dataclass
+class Detector:
+    net: DAGMM
+    net_kwargs: dict
+    mixture: GaussianMixture
+    encoder: FeatureEncoder
+    cov_jitter: float
+    threshold: float  # energy above which a record is flagged
+    anomaly_ratio: float  # the ratio the threshold was set for
+    reference_quantiles: np.ndarray  # reference energies at quantiles linspace(0, 1, N_QUANTILES)
+    config: str  # the training run's resolved config, YAML
+
+    def threshold_for(self, anomaly_ratio: float) -> float:
+        """The (1 - anomaly_ratio) quantile of the training run's reference energies."""
+        levels = np.linspace(0.0, 1.0, len(self.reference_quantiles))
+        return float(np.interp(1.0 - anomaly_ratio, levels, self.reference_quantiles))
+
+    def energy(self, frame: pd.DataFrame) -> np.ndarray:
+        x = torch.from_numpy(self.encoder.transform(frame))
+        return energies(self.net, x, self.mixture, self.cov_jitter)
+
+    def save(self, path: Path) -> None:
+        scaling = self.encoder.scaling
+        payload = {
+            "format": FORMAT_VERSION,
+            "net_kwargs": self.net_kwargs,
+            "net_state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "mixture": {"phi": self.mixture.phi.cpu(), "mu": self.mixture.mu.cpu(), "sigma": self.mixture.sigma.cpu()},
+            "scaling": {"minimum": torch.from_numpy(scaling.minimum), "maximum": torch.from_numpy(scaling.maximum), "n_records": scaling.n_records},
+            "categories": self.encoder.categories,
+            "cov_jitter": self.cov_jitter,
+            "threshold": self.threshold,
+            "anomaly_ratio": self.anomaly_ratio,
+            "reference_quantiles": torch.from_numpy(self.reference_quantiles),
+            "config": self.config,
+        }
+        save_payload(path, payload)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector:
+        """Load ``model.pt``, or the one in a run dir."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.is_file():
+            raise DataError(f"no model at {path}: pass model=<run dir> of a finished training run, or its {MODEL_FILE}")
+        p = load_payload(path, "model", FORMAT_VERSION, "export it again by training with this version")
+        net = DAGMM(**p["net_kwargs"])
+        net.load_state_dict(p["net_state"])
+        net.eval()
+        scaling = ScalingStats(p["scaling"]["minimum"].numpy(), p["scaling"]["maximum"].numpy(), p["scaling"]["n_records"])
+        if list(p["categories"]) != list(KDD99.categories):
+            raise DataError(f"{path}: its categorical columns {list(p['categories'])} are not KDDCUP99's")
+        return cls(
+            net=net,
+            net_kwargs=p["net_kwargs"],
+            mixture=GaussianMixture(**p["mixture"]),
+            encoder=FeatureEncoder(scaling, p["categories"]),
+            cov_jitter=p["cov_jitter"],
+            threshold=p["threshold"],
+            anomaly_ratio=p["anomaly_ratio"],
+            reference_quantiles=p["reference_quantiles"].numpy(),
+            config=p["config"],
+        )

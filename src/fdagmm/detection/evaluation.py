@@ -1,0 +1,83 @@
+"""Score records with a trained DAGMM and measure detection: the functions a client runs.
+
+Positive class: the `normal` records (DAGMM's convention on KDDCUP99). A record is flagged
+when its energy exceeds the (1 - anomaly_ratio) quantile of a reference set's energies.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+from torch import Tensor
+
+from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats, gmm_sufficient_stats, sample_energy
+
+# Rows per forward pass when scoring.
+SCORING_CHUNK = 8192
+
+
+@torch.no_grad()
+def latent(net: DAGMM, x: Tensor) -> tuple[Tensor, Tensor]:
+    """z and gamma of every row of ``x`` (dropout off, on the net's device), float64 on the CPU.
+
+    Scoring runs a float64 copy of the network: float32 matrix kernels round a row
+    differently depending on its position in the batch, so a record's energy would depend
+    on which records it was scored with (and on a file's chunking).
+    """
+    device = next(net.parameters()).device
+    net64 = copy.deepcopy(net).double().eval()
+    zs, gammas = [], []
+    for chunk in x.split(SCORING_CHUNK):
+        out = net64(chunk.to(device, torch.float64))
+        zs.append(out.z.cpu())
+        gammas.append(out.gamma.cpu())
+    return torch.cat(zs), torch.cat(gammas)
+
+
+def dataset_gmm_stats(net: DAGMM, x: Tensor) -> GMMStats:
+    """Sufficient statistics of a whole record set in one pass (what a client reports)."""
+    return gmm_sufficient_stats(*latent(net, x))
+
+
+def energies(net: DAGMM, x: Tensor, mixture: GaussianMixture, cov_jitter: float) -> np.ndarray:
+    z, _ = latent(net, x)
+    return sample_energy(z, mixture, cov_jitter).numpy()
+
+
+def anomaly_threshold(reference_energy: np.ndarray, anomaly_ratio: float) -> float:
+    return float(np.quantile(reference_energy, 1.0 - anomaly_ratio))
+
+
+def detection_metrics(
+    is_anomaly: np.ndarray, energy: np.ndarray, threshold: float
+) -> dict[str, float]:
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        is_anomaly, energy > threshold, average="binary", zero_division=0
+    )
+    return {
+        "test/precision": float(precision),
+        "test/recall": float(recall),
+        "test/f1": float(f1),
+        "test/auroc": float(roc_auc_score(is_anomaly, energy)),
+        "test/avg_precision": float(average_precision_score(is_anomaly, energy)),
+        "test/threshold": threshold,
+    }
+
+
+def summarise_clients(per_client: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The mean over clients and the worst (lowest) client value of each metric; thresholds
+    differ per client by design and are left out."""
+    keys = [k for k in next(iter(per_client.values())) if k != "test/threshold"]
+    values = {k: np.array([m[k] for m in per_client.values()]) for k in keys}
+    return {
+        "mean": {k: float(v.mean()) for k, v in values.items()},
+        "worst": {k: float(v.min()) for k, v in values.items()},
+    }
+
+
+# Reference sets for the threshold: "own" = the evaluated client's training and test
+# records; "pooled" = also every other client's training records.
+THRESHOLD_REFS = ("own", "pooled")

@@ -1,0 +1,130 @@
+"""A run's federation components built from its config: one place for both backends.
+
+The in-process driver (``run.experiment``) and the Flower apps (``federation.flower``) build
+their clients' training, strategy, loggers, round log and exported detector here, so that
+both backends train, aggregate and record alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fdagmm.config import build, method_label, n_clients_of
+from fdagmm.data.features import FeatureEncoder
+from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
+from fdagmm.federation.client import Client, LocalTraining
+from fdagmm.federation.strategies import Strategy
+from fdagmm.models.dagmm import DAGMM, GaussianMixture
+from fdagmm.tracking import ContinuousStepLogger, RoundLog
+
+
+def prepare_process(cfg: DictConfig) -> None:
+    """Seeds, thread count and Lightning's logging, for any process that trains or evaluates."""
+    _quiet_lightning()
+    pl.seed_everything(cfg.seed, verbose=False)
+    if cfg.torch_threads is not None:
+        torch.set_num_threads(cfg.torch_threads)
+
+
+def build_local_training(cfg: DictConfig, input_dim: int) -> LocalTraining:
+    return LocalTraining(
+        build_module=partial(build, cfg.model, net={"input_dim": input_dim}),
+        build_trainer=partial(build, cfg.trainer),
+        local_epochs=cfg.fed.local_epochs,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+    )
+
+
+def build_strategy(cfg: DictConfig, net: DAGMM) -> Strategy:
+    """The configured strategy, checked against the model it federates (e.g. FedPer's layers)."""
+    strategy = build(cfg.strategy)
+    strategy.federated_keys(net.state_dict())
+    return strategy
+
+
+def build_logger(cfg: DictConfig, name: str, save_dir: Path | None = None) -> ContinuousStepLogger:
+    """A TensorBoard logger under the run dir's tensorboard/<name> (or ``save_dir``/<name>)."""
+    return build(cfg.logger, name=name, **({"save_dir": str(save_dir)} if save_dir is not None else {}))
+
+
+def build_round_log(cfg: DictConfig, save_dir: Path | None = None) -> RoundLog:
+    return RoundLog(cfg.fed.rounds, cfg.eval.every_n_rounds, build_logger(cfg, "server", save_dir))
+
+
+def build_client(cfg: DictConfig, data, training: LocalTraining, strategy: Strategy, save_dir: Path | None = None) -> Client:
+    return Client(data, cfg.model.cov_jitter, training, strategy, build_logger(cfg, f"client{data.client_id}", save_dir))
+
+
+def run_info(cfg: DictConfig) -> dict[str, Any]:
+    """What metrics.json says the run was."""
+    return {
+        "method": cfg.method.name,
+        "label": method_label(cfg),
+        "scenario": cfg.partition.name,
+        "strategy": build(cfg.strategy).name,
+        "n_clients": n_clients_of(cfg),
+        "seed": cfg.seed,
+        "eval_client": cfg.method.eval_client,
+    }
+
+
+def hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The run's settings as flat scalars, for TensorBoard's HParams tab."""
+    return {
+        "method": cfg.method.name,
+        "partition": cfg.partition.name,
+        "strategy": build(cfg.strategy).name,
+        "seed": cfg.seed,
+        "batch_size": cfg.data.batch_size,
+        **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},
+        "fed/clients_per_round": cfg.fed.clients_per_round or n_clients_of(cfg),
+        **{f"eval/{k}": v for k, v in cfg.eval.items()},
+        "lr": cfg.model.optimizer.lr,
+        "lambda_energy": cfg.model.lambda_energy,
+        "lambda_cov": cfg.model.lambda_cov,
+        "n_components": cfg.model.net.n_components,
+    }
+
+
+def export_detector(
+    cfg: DictConfig,
+    net: DAGMM,
+    mixture: GaussianMixture,
+    encoder: FeatureEncoder,
+    eval_client: Client,
+    final: dict[str, float],
+    output_dir: Path,
+) -> None:
+    """Save model.pt: what the evaluated client needs to score new records on its own."""
+    Detector(
+        net=eval_client.own_net(net).cpu(),
+        net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
+        | {"input_dim": encoder.dim},
+        mixture=mixture,
+        encoder=encoder,
+        cov_jitter=cfg.model.cov_jitter,
+        threshold=final["test/threshold"],
+        anomaly_ratio=cfg.eval.anomaly_ratio,
+        reference_quantiles=eval_client.reference_quantiles(net, mixture, N_QUANTILES),
+        config=OmegaConf.to_yaml(cfg, resolve=True),
+    ).save(output_dir / MODEL_FILE)
+
+
+def _quiet_lightning() -> None:
+    """A fresh Trainer per client per round would repeat Lightning's start-up notes each time."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # The module writes its loss every log_every_n_steps steps of each round itself.
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    # Lightning 2.6 calling an API that torch 2.13 deprecates; nothing for users to act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -1,0 +1,48 @@
+"""What crosses the network, as Flower records: GMM and scaling statistics, the run's config."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from flwr.app import ArrayRecord
+from omegaconf import DictConfig, OmegaConf
+
+from fdagmm.models.dagmm import GMMStats
+from fdagmm.data.features import ScalingStats
+
+# run_config keys, declared in src/flower_app/pyproject.toml.
+CONFIG_KEY = "config"  # the resolved Hydra config, as JSON
+OUTPUT_DIR_KEY = "output-dir"  # the ServerApp's run dir (metrics.json, server TensorBoard)
+
+
+def gmm_stats_record(stats: GMMStats) -> ArrayRecord:
+    return ArrayRecord({"s0": stats.s0, "s1": stats.s1, "s2": stats.s2, "n": torch.tensor(stats.n)})
+
+
+def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
+    t = record.to_torch_state_dict()
+    return GMMStats(s0=t["s0"], s1=t["s1"], s2=t["s2"], n=int(t["n"]))
+
+
+def scaling_record(stats: ScalingStats) -> ArrayRecord:
+    return ArrayRecord(
+        {
+            "minimum": torch.from_numpy(stats.minimum),
+            "maximum": torch.from_numpy(stats.maximum),
+            "n_records": torch.tensor(stats.n_records),
+        }
+    )
+
+
+def scaling_from_record(record: ArrayRecord) -> ScalingStats:
+    t = record.to_torch_state_dict()
+    return ScalingStats(t["minimum"].numpy(), t["maximum"].numpy(), int(t["n_records"]))
+
+
+def config_to_json(cfg: DictConfig) -> str:
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True))
+
+
+def config_from_run(run_config: dict) -> DictConfig:
+    return OmegaConf.create(json.loads(run_config[CONFIG_KEY]))

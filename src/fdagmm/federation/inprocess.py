@@ -1,0 +1,109 @@
+"""The in-process backend: every client in this process, the round loop and the evaluation.
+
+Per round: the server samples the clients that train (``rounds.sample_clients``), each
+trains from the global weights (``Client.update``), the strategy aggregates the usable
+updates (``Strategy.aggregate``). The same rules and the same strategy objects run in the
+Flower backend (``federation.flower``); only the transport differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from fdagmm.federation.client import Client
+from fdagmm.federation.rounds import require_min_clients, sample_clients, unusable_reason
+from fdagmm.federation.strategies import ClientUpdate, Strategy
+from fdagmm.models.dagmm import DAGMM, GaussianMixture, mixture_from_stats
+
+# Called after each round: (round, usable updates, left-out clients with why, sampled clients).
+RoundEnd = Callable[[int, list[ClientUpdate], dict[int, str], list[int]], None]
+
+
+def collect_updates(
+    clients: list[Client], global_state: dict[str, Tensor], round_idx: int, min_clients: int
+) -> tuple[list[ClientUpdate], dict[int, str]]:
+    """Every client's update; a client that raises or returns non-finite weights is left out.
+
+    Returns the usable updates and, per left-out client, why. Raises FederationError when
+    fewer than ``min_clients`` updates are usable.
+    """
+    updates, rejected = [], {}
+    for client in clients:
+        try:
+            update = client.update(global_state, round_idx)
+        except Exception as e:  # one organisation's failure must not end the federation
+            rejected[client.client_id] = f"{type(e).__name__}: {e}"
+            continue
+        if reason := unusable_reason(update):
+            rejected[client.client_id] = reason
+            continue
+        updates.append(update)
+    require_min_clients(round_idx, len(updates), len(clients), rejected, min_clients)
+    return updates, rejected
+
+
+def run_rounds(
+    global_net: nn.Module,
+    clients: dict[int, Client],
+    strategy: Strategy,
+    rounds: int,
+    min_clients: int,
+    clients_per_round: int | None,
+    seed: int,
+    on_round_end: RoundEnd,
+    first_round: int = 1,
+) -> nn.Module:
+    """theta_{t+1} = strategy.aggregate(theta_t, ClientUpdate(k, theta_t) for sampled k),
+    for t = first_round..rounds; ``on_round_end`` runs once ``global_net`` holds the result."""
+    for round_idx in range(first_round, rounds + 1):
+        global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
+        sampled = sample_clients(list(clients), clients_per_round, seed, round_idx)
+        updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients)
+        global_net.load_state_dict(strategy.aggregate(global_state, updates))
+        on_round_end(round_idx, updates, rejected, sampled)
+    return global_net
+
+
+def federation_mixture(net: DAGMM, clients: list[Client]) -> GaussianMixture:
+    """The scoring mixture from ``clients``' summed sufficient statistics."""
+    stats = [c.gmm_stats(net) for c in clients]
+    return mixture_from_stats(sum(stats[1:], stats[0]))
+
+
+def evaluate_global_model(
+    net: DAGMM,
+    clients: list[Client],
+    mixture_clients: list[int],
+    eval_client: int,
+    anomaly_ratio: float,
+    threshold_refs: tuple[str, ...],
+    device: torch.device,
+    log_scores_at: int | None = None,
+) -> tuple[GaussianMixture, dict[str, dict[str, float]]]:
+    """The scoring mixture from ``mixture_clients``' summed statistics, and ``eval_client``'s
+    test metrics with it per threshold reference (see ``Client.evaluate``)."""
+    net.to(device)
+    mixture = federation_mixture(net, [clients[k] for k in mixture_clients])
+    others = (
+        [c.train_energies(net, mixture) for c in clients if c.client_id != eval_client]
+        if "pooled" in threshold_refs
+        else []
+    )
+    return mixture, clients[eval_client].evaluate(net, mixture, anomaly_ratio, threshold_refs, others, log_scores_at)
+
+
+def evaluate_every_client(
+    net: DAGMM, clients: list[Client], mixture: GaussianMixture | None, anomaly_ratio: float
+) -> dict[str, dict[str, float]]:
+    """Each client's test metrics (own threshold reference) with ``mixture``, or with its own
+    statistics' mixture when ``mixture`` is None (``fed.gmm_stats=local``)."""
+    return {
+        f"client{c.client_id}": c.evaluate(
+            net, mixture or federation_mixture(net, [c]), anomaly_ratio, ("own",), []
+        )["own"]
+        for c in clients
+    }
+

@@ -1,0 +1,67 @@
+"""Round rules that both backends apply: which clients train, which updates count, what a
+round records, and which clients' statistics form the scoring mixture."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from fdagmm.errors import FdagmmError
+from fdagmm.federation.strategies import ClientUpdate
+from fdagmm.seeding import SAMPLING_STREAM, derive_seed
+
+log = logging.getLogger(__name__)
+
+
+class FederationError(FdagmmError):
+    """A round in which too few clients returned a usable update, or a backend that failed."""
+
+
+def sample_clients(train_clients: list[int], clients_per_round: int | None, seed: int, round_idx: int) -> list[int]:
+    """The clients that train in ``round_idx``: all of them, or ``clients_per_round`` drawn
+    without replacement from a generator seeded by (seed, round) alone, so that a resumed run
+    and the Flower backend draw the same clients."""
+    if clients_per_round is None or clients_per_round >= len(train_clients):
+        return list(train_clients)
+    rng = np.random.default_rng(derive_seed(seed, round_idx, 0, SAMPLING_STREAM))
+    return sorted(int(k) for k in rng.choice(train_clients, size=clients_per_round, replace=False))
+
+
+def unusable_reason(update: ClientUpdate) -> str | None:
+    """Why an update must be left out of the average (non-finite weights), or None."""
+    bad = [k for k, v in update.state.items() if not torch.isfinite(v).all()]
+    return f"non-finite weights in {', '.join(bad)}" if bad else None
+
+
+def require_min_clients(round_idx: int, n_usable: int, n_clients: int, rejected: dict[int, str], min_clients: int) -> None:
+    """Raise FederationError when a round has fewer than ``min_clients`` usable updates."""
+    for client_id, why in rejected.items():
+        log.warning("round %d: client %d is left out: %s", round_idx, client_id, why)
+    if n_usable < min_clients:
+        reasons = "; ".join(f"client {k}: {why}" for k, why in rejected.items())
+        raise FederationError(
+            f"round {round_idx}: only {n_usable} of {n_clients} clients returned a usable "
+            f"update, fed.min_clients={min_clients} ({reasons})"
+        )
+
+
+def round_record(
+    updates: list[ClientUpdate], rejected: dict[int, str], sampled: list[int], n_train_clients: int
+) -> tuple[dict[str, float], dict[str, object]]:
+    """A round's training losses per client and the extra entries of its history record:
+    the sampled clients (when not every client trains) and the clients left out, with why."""
+    losses = {f"client{u.client_id}": u.train_loss for u in updates}
+    extra: dict[str, object] = {}
+    if len(sampled) < n_train_clients:
+        extra["sampled_clients"] = list(sampled)
+    if rejected:
+        extra["excluded_clients"] = {str(k): why for k, why in rejected.items()}
+    return losses, extra
+
+
+def mixture_clients(gmm_stats: str, eval_client: int, train_clients: list[int]) -> list[int]:
+    """Whose statistics form the scoring mixture: every training client's (``global``) or
+    the evaluated client's own (``local``)."""
+    return [eval_client] if gmm_stats == "local" else list(train_clients)

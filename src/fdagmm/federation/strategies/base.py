@@ -1,0 +1,80 @@
+"""The strategy interface, and FedAvg, which every other strategy refines.
+
+A strategy has a server side (``aggregate``: the next global weights from the round's
+usable updates, with any server state it keeps, checkpointed through ``state_dict``) and a
+client side (``federated_keys``: which state-dict entries leave a client; ``local_penalty``:
+a term added to a client's local objective). The backends only move tensors between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+# A term added to a client's local objective, computed from its network (FedProx).
+LocalPenalty = Callable[[nn.Module], Tensor]
+
+
+@dataclass
+class ClientUpdate:
+    client_id: int
+    state: dict[str, Tensor]  # the federated entries of the locally trained weights, on the CPU
+    n_samples: int  # n_k, the FedAvg weight
+    train_loss: float  # mean loss over the round's local steps
+
+
+def fedavg(states: list[dict[str, Tensor]], weights: list[float]) -> dict[str, Tensor]:
+    """sum_k (w_k / sum w) * state_k, key by key, accumulated in float64."""
+    if not states:
+        raise ValueError("fedavg needs at least one client state")
+    keys = states[0].keys()
+    if any(s.keys() != keys for s in states):
+        raise ValueError("client states have different keys: the clients run different models")
+    total = float(sum(weights))
+    return {
+        key: sum(w / total * s[key].double() for s, w in zip(states, weights)).to(states[0][key].dtype)
+        for key in keys
+    }
+
+
+class Strategy:
+    """The base of every strategy, with FedAvg's behaviour (see ``FedAvg``).
+
+    Subclasses override ``server_update`` (a server optimiser), ``local_penalty`` (a client
+    objective term) or ``federated_keys`` (personalisation).
+    """
+
+    name = "fedavg"
+
+    def federated_keys(self, keys: Iterable[str]) -> list[str]:
+        """The state-dict entries a client sends and the server averages."""
+        return list(keys)
+
+    def local_penalty(self, global_state: dict[str, Tensor]) -> LocalPenalty | None:
+        """A term added to each client's local objective in a round that starts from ``global_state``."""
+        return None
+
+    def aggregate(self, global_state: dict[str, Tensor], updates: list[ClientUpdate]) -> dict[str, Tensor]:
+        """The next global state: the weighted average of the updates' entries, through
+        ``server_update``; entries the clients do not send keep their global value."""
+        average = fedavg([u.state for u in updates], [u.n_samples for u in updates])
+        return {**global_state, **self.server_update({k: global_state[k] for k in average}, average)}
+
+    def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
+        """FedAvg adopts the average as it is."""
+        return average
+
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        """Server state that a round checkpoint must keep (none for FedAvg)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        if state:
+            raise ValueError(f"{self.name} keeps no server state, got {sorted(state)}")
+
+
+class FedAvg(Strategy):
+    """FedAvg (McMahan et al., 2017): theta_{t+1} = sum_k n_k / n theta_k. Every entry of
+    DAGMM's state dict is a weight or a bias, so every entry is federated."""

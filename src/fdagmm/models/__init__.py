@@ -1,0 +1,1 @@
+"""Models: DAGMM in plain torch (``dagmm``) and the LightningModule that trains it (``lit_module``)."""

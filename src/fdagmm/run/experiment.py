@@ -1,0 +1,223 @@
+"""One run of one method (fdagmm, local, pooled, remote), from a Hydra config: compose and dispatch.
+
+``train`` checks the config, then runs the method in process (``_train_inprocess``: the
+round loop of ``federation.inprocess``, or one Lightning ``fit`` for a centralised method)
+or through Flower (``federation.flower.launcher``); both write the same results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from fdagmm.config import build, method_label, train_clients_of, validate_config
+from fdagmm.data.datamodule import KDDClientsDataModule
+from fdagmm.detection.evaluation import THRESHOLD_REFS
+from fdagmm.errors import ConfigError
+from fdagmm.federation.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
+from fdagmm.federation.client import Client
+from fdagmm.federation.components import (
+    build_client,
+    build_local_training,
+    build_logger,
+    build_round_log,
+    build_strategy,
+    export_detector,
+    hparams,
+    prepare_process,
+    run_info,
+)
+from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
+from fdagmm.federation.rounds import mixture_clients, round_record
+from fdagmm.federation.strategies import Strategy
+from fdagmm.models.dagmm import DAGMM
+from fdagmm.models.lit_module import DAGMMLitModule
+from fdagmm.tracking import RoundLog, print_metrics_table, write_results
+
+log = logging.getLogger(__name__)
+
+
+class RoundEnd(pl.Callback):
+    """Calls ``fn(round, module)`` every ``epochs_per_round`` epochs of centralised training."""
+
+    def __init__(self, epochs_per_round: int, fn: Callable[[int, DAGMMLitModule], None]):
+        self.epochs_per_round = epochs_per_round
+        self.fn = fn
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: DAGMMLitModule) -> None:
+        epochs = trainer.current_epoch + 1
+        if epochs % self.epochs_per_round == 0:
+            self.fn(epochs // self.epochs_per_round, pl_module)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train and evaluate the configured method; write metrics.json and TensorBoard events.
+
+    Returns the metrics.json payload: the final test metrics (with each threshold reference),
+    every client's final metrics, their per-round history and the partition's record counts.
+    With ``fed.resume=<run dir>`` a federated run killed after a round continues from its
+    checkpoint, in its own run dir. With ``fed.backend=flower`` the same federation runs
+    through Flower (fdagmm.federation.flower).
+    """
+    if cfg.fed.resume:
+        cfg = _resumed_config(cfg)
+    validate_config(cfg)
+    if cfg.fed.backend == "flower":
+        from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
+
+        payload = run_flower(cfg)
+    else:
+        payload = _train_inprocess(cfg)
+    if payload is not None:
+        title = f"{method_label(cfg)}, partition {cfg.partition.name}, seed {cfg.seed}"
+        print_metrics_table(f"{title}: client {cfg.method.eval_client} test set", {"": payload["final"]})
+        if len(payload["per_client"]) > 1:
+            rows = {**payload["per_client"], "mean": payload["clients_mean"], "worst": payload["clients_worst"]}
+            print_metrics_table(f"{title}: every client's test set", rows, row_label="client")
+    return payload
+
+
+def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
+    prepare_process(cfg)
+    rounds = build_round_log(cfg)
+    train_clients = train_clients_of(cfg)
+    datamodule: KDDClientsDataModule = build(
+        cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=train_clients
+    )
+    datamodule.setup()
+    counts = datamodule.summary()
+    log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(counts))
+
+    training = build_local_training(cfg, datamodule.input_dim)
+    module = training.build_module()
+    strategy = build_strategy(cfg, module.net)
+    clients = [build_client(cfg, data, training, strategy) for data in datamodule.clients]
+    # Where Lightning trains (trainer.accelerator=auto: a GPU if there is one); evaluation runs there too.
+    device = training.build_trainer(max_epochs=1, logger=False).strategy.root_device
+    gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
+
+    def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], log_scores_at: int | None = None):
+        return evaluate_global_model(
+            net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, device, log_scores_at
+        )
+
+    def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
+        metrics: dict[str, float] = {}
+        if rounds.evaluates(round_idx):
+            _, by_ref = evaluate(net, (cfg.eval.threshold_ref,))
+            metrics = by_ref[cfg.eval.threshold_ref]
+        rounds.record(round_idx, train_losses, metrics, **extra)
+
+    if cfg.method.federated:
+        _train_federated(cfg, module.net, {k: clients[k] for k in train_clients}, strategy, rounds, on_round_end)
+    else:
+        # Centralised baselines train as many epochs as the federation does (rounds x local
+        # epochs) with one optimiser, and are evaluated at the same points.
+        trainer = training.build_trainer(
+            max_epochs=cfg.fed.rounds * cfg.fed.local_epochs,
+            logger=build_logger(cfg, "train"),
+            callbacks=[
+                RoundEnd(
+                    cfg.fed.local_epochs,
+                    lambda r, m: on_round_end(r, m.net, {"train": m.pop_mean_loss()}),
+                )
+            ],
+        )
+        trainer.fit(module, datamodule=datamodule)
+
+    # The final model, under every threshold reference if asked (the study does not say which
+    # it used); the evaluated client logs its test energies to its own TensorBoard dir.
+    others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
+    refs = (cfg.eval.threshold_ref, *others)
+    mixture, final_by_ref = evaluate(module.net, refs, log_scores_at=cfg.fed.rounds)
+    # Every client's test set: with the federation's mixture, or each with its own (gmm_stats=local).
+    own_mixtures = cfg.method.federated and cfg.fed.gmm_stats == "local"
+    per_client = evaluate_every_client(module.net, clients, None if own_mixtures else mixture, cfg.eval.anomaly_ratio)
+    export_detector(
+        cfg, module.net, mixture, datamodule.encoder, clients[cfg.method.eval_client],
+        final_by_ref[cfg.eval.threshold_ref], Path(cfg.paths.output_dir),
+    )
+    return write_results(
+        Path(cfg.paths.output_dir), run_info(cfg), hparams(cfg), rounds, final_by_ref, cfg.eval.threshold_ref, per_client, counts
+    )
+
+
+def _train_federated(
+    cfg: DictConfig,
+    global_net: DAGMM,
+    clients: dict[int, Client],
+    strategy: Strategy,
+    rounds: RoundLog,
+    on_round_end: Callable[..., None],
+) -> None:
+    """The federation's rounds, with a checkpoint after each."""
+    checkpoint_path = Path(cfg.paths.output_dir) / CHECKPOINT_FILE
+    identity = _run_identity(cfg)
+    first_round = 1
+    if cfg.fed.resume:
+        checkpoint = load_checkpoint(checkpoint_path, identity)
+        global_net.load_state_dict(checkpoint.global_state)
+        strategy.load_state_dict(checkpoint.strategy_state)
+        rounds.history[:] = checkpoint.history
+        for client in clients.values():
+            client.logger.step_offset = checkpoint.step_offsets[str(client.client_id)]
+            client.personal_state = checkpoint.personal_states.get(str(client.client_id), {})
+        first_round = checkpoint.round + 1
+        log.info("resuming %s after round %d", cfg.paths.output_dir, checkpoint.round)
+
+    def round_end(round_idx: int, updates: list, rejected: dict[int, str], sampled: list[int]) -> None:
+        losses, extra = round_record(updates, rejected, sampled, len(clients))
+        on_round_end(round_idx, global_net, losses, **extra)
+        save_checkpoint(
+            checkpoint_path,
+            RoundCheckpoint(
+                round=round_idx,
+                global_state=global_net.state_dict(),
+                strategy_state=strategy.state_dict(),
+                personal_states={str(k): c.personal_state for k, c in clients.items() if c.personal_state},
+                history=rounds.history,
+                step_offsets={str(k): c.logger.step_offset for k, c in clients.items()},
+                run_identity=identity,
+            ),
+        )
+
+    run_rounds(
+        global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, cfg.fed.clients_per_round,
+        cfg.seed, round_end, first_round,
+    )
+
+
+def _short(counts: dict[str, dict[str, int]], shown: int = 4) -> str:
+    """Record counts for the log: every client's up to ``shown`` clients, then a total."""
+    if len(counts) <= shown:
+        return str(counts)
+    total = {key: sum(c[key] for c in counts.values()) for key in next(iter(counts.values()))}
+    return f"{len(counts)} clients, {total} in all"
+
+
+def _resumed_config(cfg: DictConfig) -> DictConfig:
+    """The interrupted run's own config, writing into its own run dir."""
+    run_dir = Path(cfg.fed.resume)
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"fed.resume={run_dir}: no .hydra/config.yaml there; pass the run dir of the interrupted run")
+    resumed = OmegaConf.load(saved)
+    if not resumed.method.federated:
+        raise ConfigError(f"fed.resume={run_dir}: that run is centralised ({resumed.method.name}); only federated runs resume")
+    resumed.paths.output_dir = str(run_dir)
+    resumed.fed.resume = str(run_dir)
+    return resumed
+
+
+def _run_identity(cfg: DictConfig) -> str:
+    """The settings that determine a run's results, as resolved YAML."""
+    keys = ("data", "partition", "model", "strategy", "fed", "method", "eval", "trainer", "seed", "torch_threads")
+    identity = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
+    for key in ("resume", "flower"):  # where and how long to wait: not what the run computes
+        identity["fed"].pop(key)
+    return OmegaConf.to_yaml(identity)

@@ -1,0 +1,192 @@
+"""The Flower backend: its records, partition files, and real SuperLink + SuperNode processes.
+
+Skipped when Flower is not installed, unless FDAGMM_REQUIRE_FLOWER=1 (set by CI, which
+installs the flower extra), where its absence is an error.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+if importlib.util.find_spec("flwr") is None and os.environ.get("FDAGMM_REQUIRE_FLOWER") != "1":
+    pytest.skip('Flower is not installed: pip install -e ".[flower]"', allow_module_level=True)
+
+from hydra import compose, initialize  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from fdagmm.config import build, validate_config  # noqa: E402
+from fdagmm.models.dagmm import gmm_sufficient_stats  # noqa: E402
+from fdagmm.data.datamodule import encode_client  # noqa: E402
+from fdagmm.detection.detector import Detector  # noqa: E402
+from fdagmm.errors import ConfigError  # noqa: E402
+from fdagmm.data.features import FeatureEncoder, ScalingStats  # noqa: E402
+from fdagmm.federation.flower.launcher import LocalFederation, flower_processes, run_flower, write_run_config  # noqa: E402
+from fdagmm.federation.flower.partitions import load_partition, write_partitions  # noqa: E402
+from fdagmm.federation.flower.records import (  # noqa: E402
+    config_from_run,
+    config_to_json,
+    gmm_stats_from_record,
+    gmm_stats_record,
+    scaling_from_record,
+    scaling_record,
+)
+from fdagmm.federation.rounds import FederationError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.flower
+
+
+def _cfg(data_path, output_dir, *overrides):
+    with initialize(version_base="1.3", config_path="../../conf"):
+        return compose(
+            config_name="config",
+            overrides=[f"data.path={data_path}", f"paths.output_dir={output_dir}", "scenario=s4", "data.cache_dir=null", *overrides],
+        )
+
+
+def test_gmm_stats_cross_the_wire_exactly():
+    torch.manual_seed(0)
+    stats = gmm_sufficient_stats(torch.randn(50, 3), torch.softmax(torch.randn(50, 4), dim=1))
+    back = gmm_stats_from_record(gmm_stats_record(stats))
+    assert back.n == stats.n == 50
+    for name in ("s0", "s1", "s2"):
+        assert getattr(back, name).dtype == torch.float64
+        assert torch.equal(getattr(back, name), getattr(stats, name))
+
+
+def test_config_crosses_the_wire_resolved(kdd_slice, tmp_path):
+    cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower")
+    back = config_from_run({"config": config_to_json(cfg)})
+    assert back == OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    assert back.data.cache_dir is None and back.fed.backend == "flower"
+
+
+def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path):
+    """Encoded with the federation's bounds, a partition file gives exactly the in-process
+    client's tensors; the bounds combined from each file's own statistics are the same."""
+    cfg = _cfg(kdd_slice, tmp_path)
+    paths, counts = write_partitions(cfg, tmp_path / "partitions")
+    datamodule = build(cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=[0, 1])
+    datamodule.setup()
+    assert counts == datamodule.summary()
+    records = [load_partition(path) for path in paths]
+    bounds = ScalingStats.combine([scaling_from_record(scaling_record(ScalingStats.of(r.train))) for r in records])
+    assert (bounds.minimum == datamodule.encoder.scaling.minimum).all()
+    assert (bounds.maximum == datamodule.encoder.scaling.maximum).all()
+    assert bounds.n_records == datamodule.encoder.scaling.n_records
+    for r, expected in zip(records, datamodule.clients, strict=True):
+        data = encode_client(r, FeatureEncoder(bounds))
+        assert data.client_id == expected.client_id
+        assert torch.equal(data.train_x, expected.train_x) and torch.equal(data.test_x, expected.test_x)
+        assert (data.test_is_anomaly == expected.test_is_anomaly).all()
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("method=local", "fed.backend=flower runs federations"),
+        ("eval.threshold_ref=pooled", "pooled threshold reference shares training-record energies"),
+        ("eval.compare_threshold_refs=true", "pooled threshold reference shares training-record energies"),
+    ],
+)
+def test_flower_refuses_what_it_cannot_do(kdd_slice, tmp_path, override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(_cfg(kdd_slice, tmp_path, "fed.backend=flower", override))
+
+
+def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match=r'needs Flower: pip install -e "\.\[flower\]"'):
+        run_flower(_cfg(kdd_slice, tmp_path, "fed.backend=flower"))
+    assert not (tmp_path / "flower").exists()  # nothing written before the check
+
+
+@pytest.mark.slow
+def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path):
+    """SuperLink + 2 SuperNodes, 2 rounds: the same numbers as the in-process backend, bit for
+    bit here (tolerance 1e-9), the same outputs, and no process left behind."""
+    common = ["scenario=s4", "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu"]
+    runs = {}
+    flower_dir = tmp_path / "flower"
+    try:
+        for backend in ("inprocess", "flower"):
+            run_dir = tmp_path / backend
+            result = subprocess.run(
+                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[backend] = json.loads((run_dir / "metrics.json").read_text())
+        assert flower_processes(flower_dir / "flower" / "home") == []  # the run stopped them all
+    finally:  # a run killed by the timeout cannot stop its own processes
+        for pid in flower_processes(flower_dir / "flower" / "home"):
+            os.kill(pid, signal.SIGKILL)
+    assert "server: round 2/2" in result.stdout  # the ServerApp's progress reaches the user (Hydra logs to stdout)
+    assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
+    for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-9), key
+    assert runs["flower"]["final"] == pytest.approx(runs["inprocess"]["final"], rel=1e-9)
+
+    # The same outputs: per-client loss curves continuing across rounds, server metrics,
+    # the evaluated client's detector.
+    for name in ("client0", "client1"):
+        events = EventAccumulator(str(flower_dir / "tensorboard" / name), size_guidance={"scalars": 0})
+        events.Reload()
+        steps = [e.step for e in events.Scalars("train/loss")]
+        assert steps == sorted(set(steps)) and len(steps) >= 2
+    server = EventAccumulator(str(flower_dir / "tensorboard" / "server"), size_guidance={"scalars": 0})
+    server.Reload()
+    assert [e.step for e in server.Scalars("test/auroc")] == [1, 2]
+    assert Detector.load(flower_dir).threshold == runs["flower"]["final"]["test/threshold"]
+
+
+@pytest.mark.slow
+def test_a_failing_client_fails_the_run_in_one_line(kdd_slice, tmp_path):
+    """`flwr run` exits 0 when the ServerApp fails; the run's status must still raise, with the
+    ServerApp's reason, and every process must be stopped."""
+    cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower", "fed.rounds=1", "fed.flower.timeout_s=120")
+    flower_dir = tmp_path / "flower"
+    paths, _ = write_partitions(cfg, flower_dir / "partitions")
+    paths[1].write_bytes(b"not a partition file")
+    run_config = write_run_config(cfg, flower_dir / "run_config.toml", tmp_path)
+    with pytest.raises(FederationError, match=r"finished:failed: SuperNode \d+ could not describe its data: .*corrupt"):
+        with LocalFederation(flower_dir, paths, tmp_path, timeout_s=120) as federation:
+            federation.run(run_config, deadline_s=300)
+    assert not (tmp_path / "metrics.json").exists()
+    assert flower_processes(flower_dir / "home") == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_process(kdd_slice, tmp_path):
+    """A run stopped from outside (SIGTERM) mid-federation leaves no Flower process behind."""
+    home = tmp_path / "flower" / "home"
+    process = subprocess.Popen(
+        [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", "fed.rounds=2",
+         f"data.path={kdd_slice}", "data.cache_dir=null", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for line in process.stdout:  # until the run is under way
+            if "Flower run" in line and "submitted" in line:
+                break
+        assert flower_processes(home), "the federation's processes should be running"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) != 0
+        assert flower_processes(home) == []
+        assert not (tmp_path / "metrics.json").exists()
+    finally:
+        process.kill()
+        for pid in flower_processes(home):
+            os.kill(pid, signal.SIGKILL)
