@@ -1,0 +1,118 @@
+"""Partition schemes on synthetic labels: exact covers, counts, Dirichlet statistics, guards."""
+
+import numpy as np
+import pytest
+
+from fdagmm.data.partition import DirichletPartitioner, IidPartitioner, StudyScenario
+from fdagmm.errors import ConfigError, DataError
+
+NORMAL = "normal"
+
+
+def _labels(seed=0, n=20_000):
+    rng = np.random.default_rng(seed)
+    kinds = ["smurf", "neptune", "back", "satan", "ipsweep", NORMAL]
+    return rng.choice(kinds, size=n, p=[0.35, 0.25, 0.05, 0.05, 0.05, 0.25])
+
+
+def _check_cover(labels, splits, train_fraction=0.5):
+    used = np.concatenate([np.concatenate([s.train_idx, s.test_idx]) for s in splits])
+    assert len(used) == len(labels) == len(np.unique(used))  # every record exactly once
+    for s in splits:
+        assert NORMAL not in set(labels[s.train_idx])  # attacks train; normals only test
+        attacks = len(s.train_idx) + (labels[s.test_idx] != NORMAL).sum()
+        assert len(s.train_idx) == int(np.floor(train_fraction * attacks))
+
+
+@pytest.mark.parametrize(
+    "partitioner",
+    [
+        StudyScenario("s3", [0.05, 0.95], [1.0, 0.0]),
+        IidPartitioner("iid", num_clients=7),
+        DirichletPartitioner("dir", num_clients=5, alpha=0.5),
+    ],
+)
+def test_every_scheme_is_an_exact_cover_with_attacks_training(partitioner):
+    labels = _labels()
+    splits = partitioner.split(labels, NORMAL, seed=1)
+    assert [s.client_id for s in splits] == list(range(partitioner.num_clients))
+    _check_cover(labels, splits)
+    again = partitioner.split(labels, NORMAL, seed=1)
+    assert all(np.array_equal(a.train_idx, b.train_idx) for a, b in zip(splits, again))
+
+
+def test_iid_shares_are_equal_and_normals_follow_attacks():
+    labels = _labels()
+    splits = IidPartitioner("iid", num_clients=4).split(labels, NORMAL, seed=0)
+    n_attacks = (labels != NORMAL).sum()
+    n_normals = (labels == NORMAL).sum()
+    for s in splits:
+        held = labels[np.concatenate([s.train_idx, s.test_idx])]
+        assert abs((held != NORMAL).sum() - n_attacks / 4) <= 1
+        assert abs((held == NORMAL).sum() - n_normals / 4) <= 2
+
+
+def test_study_scenario_counts_follow_its_fractions():
+    labels = _labels()
+    splits = StudyScenario("s1", [0.01, 0.99], [1.0, 0.0]).split(labels, NORMAL, seed=0)
+    held0 = labels[np.concatenate([splits[0].train_idx, splits[0].test_idx])]
+    for attack in ("smurf", "neptune"):
+        assert (held0 == attack).sum() == round(0.01 * (labels == attack).sum())
+    for attack in ("back", "satan", "ipsweep"):  # rare: all with client 0
+        assert (held0 == attack).sum() == (labels == attack).sum()
+
+
+def test_dirichlet_shares_match_their_expectation_over_many_seeds():
+    """Per attack type, client k's share p_k ~ Dirichlet(alpha, ..., alpha): E[p_k] = 1/K,
+    Var[p_k] = (1/K)(1 - 1/K) / (K alpha + 1). Checked over 400 seeds x 5 types."""
+    labels = _labels(n=5_000)
+    k, alpha = 4, 0.5
+    partitioner = DirichletPartitioner("dir", num_clients=k, alpha=alpha, min_partition_size=1)
+    shares = []
+    for seed in range(400):
+        splits = partitioner.split(labels, NORMAL, seed)
+        for attack in ("smurf", "neptune", "back", "satan", "ipsweep"):
+            total = (labels == attack).sum()
+            held = [(labels[np.concatenate([s.train_idx, s.test_idx])] == attack).sum() / total for s in splits]
+            shares.append(held)
+    shares = np.array(shares)  # (2000, K)
+    mean, var = 1 / k, (1 / k) * (1 - 1 / k) / (k * alpha + 1)
+    n = len(shares)
+    assert np.allclose(shares.mean(axis=0), mean, atol=4 * np.sqrt(var / n))
+    assert np.allclose(shares.var(axis=0), var, rtol=0.15)
+
+
+def test_smaller_alpha_concentrates_each_type_on_fewer_clients():
+    labels = _labels()
+
+    def mean_max_share(alpha):
+        out = []
+        for seed in range(30):
+            splits = DirichletPartitioner("d", num_clients=10, alpha=alpha, min_partition_size=1).split(labels, NORMAL, seed)
+            held = [labels[np.concatenate([s.train_idx, s.test_idx])] for s in splits]
+            out.append(max((h == "smurf").sum() for h in held) / (labels == "smurf").sum())
+        return np.mean(out)
+
+    assert mean_max_share(0.1) > mean_max_share(5.0) + 0.3
+
+
+def test_a_client_that_would_be_too_small_is_a_one_line_error_naming_the_fix():
+    labels = _labels(n=300)
+    with pytest.raises(DataError, match=r"leaves client \d+ with \d+ training .*raise partition.alpha, lower partition.num_clients"):
+        DirichletPartitioner("d", num_clients=50, alpha=0.05, min_partition_size=20, max_tries=3).split(labels, NORMAL, seed=0)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: DirichletPartitioner("d", num_clients=5, alpha=0), "partition.alpha must be > 0"),
+        (lambda: IidPartitioner("i", num_clients=0), "partition.num_clients must be >= 1"),
+        (lambda: IidPartitioner("i", num_clients=3, train_fraction=1.0), "partition.train_fraction must be in"),
+        (lambda: StudyScenario("s", [0.5, 0.6], [1.0, 0.0]), "sum to 1"),
+        (lambda: StudyScenario("s", [0.5, 0.5], [1.0]), "rare_fractions has 1"),
+        (lambda: StudyScenario("s", [0.5, 0.5], [1.0, 0.0], common_attacks=["smurff"]), "unknown attack types"),
+    ],
+)
+def test_impossible_partition_settings_are_config_errors(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
