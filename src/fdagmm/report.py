@@ -24,13 +24,9 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from fdagmm.detection.evaluation import THRESHOLD_REFS  # noqa: E402
 
-# Columns in the study's order, with the study's names.
-METHODS = {
-    "local": "DAGMM C0",
-    "fdagmm": "FDAGMM",
-    "pooled": "DAGMM C0&C1 (ideal bound)",
-    "remote": "DAGMM C1",
-}
+# Columns in the study's order; each is labelled as its runs name it (metrics.json's label:
+# DAGMM C0, FDAGMM, DAGMM C0&C1, DAGMM C1 in the study's two-client scenarios).
+METHODS = ("local", "fdagmm", "pooled", "remote")
 METRICS = {
     "test/precision": "Precision",
     "test/recall": "Recall",
@@ -50,22 +46,24 @@ class Sweep:
     non_finite: list[str]  # jobs with a NaN or inf loss or metric, one line each
     settings: dict[str, object]
     other_ref_name: str
+    labels: dict[str, str]  # method -> its column's name
 
 
 def collect(sweep_dir: Path) -> Sweep:
-    rows, other_rows, histories, missing, non_finite = [], [], {}, [], []
+    rows, other_rows, histories, missing, non_finite, labels = [], [], {}, [], [], {}
     settings: dict[str, object] = {}
     job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
     if not job_dirs:
         raise FileNotFoundError(f"{sweep_dir} holds no Hydra job dirs (*/.hydra/config.yaml)")
     for job in job_dirs:
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        key = {"scenario": cfg.scenario.name, "method": cfg.method.name, "seed": int(cfg.seed)}
+        key = {"scenario": cfg.partition.name, "method": cfg.method.name, "seed": int(cfg.seed)}
         metrics_file = job / "metrics.json"
         if not metrics_file.is_file():
             missing.append(f"{job.name}: no metrics.json (the job failed or was stopped; see its train.log)")
             continue
         metrics = json.loads(metrics_file.read_text())
+        labels.setdefault(key["method"], metrics["label"] + (" (ideal bound)" if key["method"] == "pooled" else ""))
         settings = settings or _settings(cfg)
         rows.append({**key, "job": job.name, **metrics["final"]})
         other = next(r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref)
@@ -92,6 +90,7 @@ def collect(sweep_dir: Path) -> Sweep:
         non_finite=non_finite,
         settings=settings,
         other_ref_name=next(r for r in THRESHOLD_REFS if r != settings.get("threshold reference")),
+        labels=labels,
     )
 
 
@@ -103,7 +102,7 @@ def summary(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame
     return shape(grouped.mean()), shape(grouped.std(ddof=1)), shape(grouped.count())
 
 
-def format_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def format_table(runs: pd.DataFrame, metric: str, labels: dict[str, str]) -> pd.DataFrame:
     mean, std, count = summary(runs, metric)
     n_seeds = count.max().max()
     cells = mean.copy().astype(object)
@@ -114,16 +113,16 @@ def format_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         spread = "" if pd.isna(std.loc[s, m]) else f" ({std.loc[s, m]:.4f})"
         partial = "" if count.loc[s, m] == n_seeds else f" [{count.loc[s, m]} of {n_seeds} seeds]"
         cells.loc[s, m] = f"{mean.loc[s, m]:.4f}{spread}{partial}"
-    return cells.rename(columns=METHODS)
+    return cells.rename(columns=labels)
 
 
-def write_csv(runs: pd.DataFrame, metric: str, path: Path) -> None:
+def write_csv(runs: pd.DataFrame, metric: str, path: Path, labels: dict[str, str]) -> None:
     """The table in numbers: per scenario, each method's mean, std and seed count."""
     mean, std, count = summary(runs, metric)
     parts = {"mean": mean, "std": std, "n_seeds": count}
     table = pd.concat(parts, axis=1).swaplevel(axis=1)
     table = table.reindex(columns=[(m, p) for m in mean.columns for p in parts])
-    table.columns = [f"{METHODS[m]} {p}" for m, p in table.columns]
+    table.columns = [f"{labels[m]} {p}" for m, p in table.columns]
     table.to_csv(path, index_label="scenario", float_format="%.6f")
 
 
@@ -134,14 +133,14 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_f1_by_scenario(runs: pd.DataFrame, path: Path) -> None:
+def plot_f1_by_scenario(runs: pd.DataFrame, path: Path, labels: dict[str, str]) -> None:
     mean, std, _ = summary(runs, "test/f1")
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     width = 0.8 / len(mean.columns)
     x = np.arange(len(mean.index))
     for i, method in enumerate(mean.columns):
         ax.bar(x + (i - (len(mean.columns) - 1) / 2) * width, mean[method], width,
-               yerr=std[method].fillna(0), capsize=3, label=METHODS[method])  # fmt: skip
+               yerr=std[method].fillna(0), capsize=3, label=labels[method])  # fmt: skip
     ax.set_xticks(x, mean.index)
     ax.set_xlabel("scenario")
     ax.set_ylabel("F1 (mean and std over seeds)")
@@ -153,7 +152,8 @@ def plot_f1_by_scenario(runs: pd.DataFrame, path: Path) -> None:
 
 
 def plot_rounds(sweep: Sweep, path: Path) -> None:
-    """FDAGMM's client-0 AUROC and F1 per round, mean and +-1 std band, with reference levels."""
+    """FDAGMM's AUROC and F1 per round on the evaluated client, mean and +-1 std band, with
+    the final levels of the local and pooled baselines."""
     scenarios = sorted({s for s, m, _ in sweep.histories if m == "fdagmm"})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110, sharex=True)
     for metric, ax in zip(["test/auroc", "test/f1"], axes):
@@ -169,11 +169,12 @@ def plot_rounds(sweep: Sweep, path: Path) -> None:
                 level = sweep.runs.query("scenario == @scenario and method == @method")[metric].mean()
                 if not np.isnan(level):
                     ax.axhline(level, color=color, linestyle=style, linewidth=1)
-        ax.set_title(f"{METRICS[metric]} on client 0's test set")
+        ax.set_title(f"{METRICS[metric]} on the evaluated client's test set")
         ax.set_xlabel("communication round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].plot([], [], "k--", linewidth=1, label="DAGMM C0 (final)")
-    axes[0].plot([], [], "k:", linewidth=1, label="DAGMM C0&C1 (final)")
+    for method, style in (("local", "--"), ("pooled", ":")):
+        if method in sweep.labels:
+            axes[0].plot([], [], "k" + style, linewidth=1, label=f"{sweep.labels[method]} (final)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
@@ -201,8 +202,8 @@ def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
         *[f"- {k}: {v}" for k, v in sweep.settings.items()],
     ]
     for metric, name in METRICS.items():
-        write_csv(sweep.runs, metric, sweep_dir / f"table_{metric.split('/')[1]}.csv")
-        parts += ["", f"## {name}", "", _markdown(format_table(sweep.runs, metric))]
+        write_csv(sweep.runs, metric, sweep_dir / f"table_{metric.split('/')[1]}.csv", sweep.labels)
+        parts += ["", f"## {name}", "", _markdown(format_table(sweep.runs, metric, sweep.labels))]
     parts += [
         "",
         f"## Precision, recall and F1 with the `{sweep.other_ref_name}` threshold reference",
@@ -213,15 +214,15 @@ def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
     ]
     for metric in THRESHOLDED if not sweep.other_ref.empty else []:
         name = f"table_{metric.split('/')[1]}_{sweep.other_ref_name}_threshold.csv"
-        write_csv(sweep.other_ref, metric, sweep_dir / name)
-        parts += ["", f"### {METRICS[metric]}", "", _markdown(format_table(sweep.other_ref, metric))]
+        write_csv(sweep.other_ref, metric, sweep_dir / name, sweep.labels)
+        parts += ["", f"### {METRICS[metric]}", "", _markdown(format_table(sweep.other_ref, metric, sweep.labels))]
     parts += ["", "## Missing or failed jobs", ""]
     parts += [f"- {line}" for line in sweep.missing] or ["None: every job of the grid finished."]
     parts += ["", "## Numerical faults", ""]
     parts += [f"- {line}" for line in sweep.non_finite] or [
         "None: every loss and metric of every round of every finished job is finite."
     ]
-    plot_f1_by_scenario(sweep.runs, sweep_dir / "f1_by_scenario.png")
+    plot_f1_by_scenario(sweep.runs, sweep_dir / "f1_by_scenario.png", sweep.labels)
     plot_rounds(sweep, sweep_dir / "rounds.png")
     parts += [
         "",
