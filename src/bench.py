@@ -35,10 +35,12 @@ from rich.table import Table
 
 from fdagmm.federation import client as client_module
 from fdagmm.run import experiment as experiment_module
-from fdagmm.federation import inprocess as server_module
-from fdagmm.config import register_configs
+from fdagmm.federation import inprocess as inprocess_module
+from fdagmm.federation import strategies as strategies_module
+from fdagmm.config import build, register_configs
 from fdagmm.data.datamodule import batch_loader
-from fdagmm.run.experiment import _quiet_lightning, train
+from fdagmm.federation.components import _quiet_lightning
+from fdagmm.run.experiment import train
 from fdagmm.data.kdd99 import read_kdd_file
 from fdagmm.data.loading import load_kdd
 
@@ -55,7 +57,7 @@ def compose_config(*overrides: str):
 def training_rows(data_path: str) -> torch.Tensor:
     """Every client's training records of scenario s3, encoded (198,371 rows on the 10% file)."""
     cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
     dm.setup()
     return torch.cat([c.train_x for c in dm.clients])
 
@@ -176,7 +178,7 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     patches = [
         (client_module.Client, "update", "update", None),
         (client_module.pl.Trainer, "fit", "fit", None),
-        (server_module, "fedavg", "fedavg", None),
+        (strategies_module.FedAvg, "aggregate", "fedavg", None),
         (experiment_module, "evaluate_global_model", "evaluation", evaluation_starts),
     ]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _, _ in patches]
@@ -243,10 +245,59 @@ def bench_scale(data_path: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def bench_clients(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
+    """K = 2, 10, 100 IID clients over the same records, each K in a fresh process."""
+    rows = []
+    for k in (2, 10, 100):
+        result = subprocess.run(
+            [sys.executable, __file__, "--clients-child", data_path, str(k), str(rounds)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            rows.append((f"clients: K={k}", "failed", result.stderr.strip().splitlines()[-1], ""))
+            continue
+        round_s, setup_s, peak_mb = map(float, result.stdout.split())
+        rows.append((
+            f"clients: K={k}, one round (same records)", f"{round_s:.2f} s/round",
+            f"set-up {setup_s:.2f} s ({setup_s / round_s:.0%}), peak RSS {peak_mb / 1024:.2f} GB",
+            f"{setup_s / k * 1000:.0f} ms set-up per client",
+        ))  # fmt: skip
+    return rows
+
+
+def clients_child(data_path: str, k: int, rounds: int) -> None:
+    """Prints a round's wall time (every client's update and the aggregation), the part of it
+    that is per-client set-up (all but Trainer.fit) and the process's peak RSS (MB)."""
+    spent = {"round": 0.0, "fit": 0.0}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+
+        return wrapper
+
+    inprocess_module.collect_updates = timed("round", inprocess_module.collect_updates)
+    client_module.pl.Trainer.fit = timed("fit", client_module.pl.Trainer.fit)
+    out_dir = Path(tempfile.mkdtemp())
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(compose_config(
+                f"data.path={data_path}", "partition=iid", f"partition.num_clients={k}", f"fed.rounds={rounds}",
+                f"eval.every_n_rounds={rounds}", f"paths.output_dir={out_dir}", "torch_threads=1",
+            ))  # fmt: skip
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(spent["round"] / rounds, (spent["round"] - spent["fit"]) / rounds, peak_mb)
+
+
 def scale_child(data_path: str) -> None:
     _quiet_lightning()
     cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
     dm.setup()
     x = torch.cat([torch.cat([c.train_x, c.test_x]) for c in dm.clients])  # all 494,021 records
     dm.clients = []
@@ -262,12 +313,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path (median)")
     parser.add_argument("--rounds", type=int, default=4, help="federated rounds timed")
     parser.add_argument("--scale-child", metavar="DATA", help=argparse.SUPPRESS)
+    parser.add_argument("--clients-child", nargs=3, metavar=("DATA", "K", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     _quiet_lightning()
     if args.scale_child:
         scale_child(args.scale_child)
+        return
+    if args.clients_child:
+        data, k, rounds = args.clients_child
+        clients_child(data, int(k), int(rounds))
         return
     if not Path(args.data).is_file():
         sys.exit(f"error: {args.data} not found: pass --data <KDDCUP99 10% file> (or run make data)")
@@ -280,6 +336,7 @@ def main() -> None:
     for row in [
         *bench_training_step(x, args.repeats),
         *bench_round(args.data, args.rounds),
+        *bench_clients(args.data, 2),
         *bench_data(args.data),
         *bench_scale(args.data),
     ]:
