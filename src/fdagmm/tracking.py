@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from fdagmm.detection.evaluation import summarise_clients
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +92,18 @@ def print_metrics_table(
         cells = [f"{metrics[key]:.4f}" for key in TABLE_METRICS]
         table.add_row(*([name] if row_label is not None else []), *cells)
     (console or Console()).print(table)
+
+
+def summarise_clients(per_client: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The mean over clients and the worst (lowest) client value of each metric; thresholds
+    differ per client by design and are left out."""
+    keys = [k for k in next(iter(per_client.values())) if k != "test/threshold"]
+    values = {k: np.array([m[k] for m in per_client.values()]) for k in keys}
+    return {
+        "mean": {k: float(v.mean()) for k, v in values.items()},
+        "worst": {k: float(v.min()) for k, v in values.items()},
+    }
+
 
 
 class RoundLog:

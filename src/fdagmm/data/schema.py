@@ -1,8 +1,8 @@
 """What a tabular connection-record data set is: its columns, category vocabularies and labels.
 
 One ``DatasetSchema`` object describes a data set (``kdd99.KDD99``); the reader, the cache,
-the encoder, the partitioners and the scorer take their column names from it, so a second
-data set is a second object, not a change to every module.
+the encoder, the datamodule and the scorer take column names, vocabularies and labels from
+that object rather than from module constants.
 """
 
 from __future__ import annotations

@@ -67,17 +67,6 @@ def detection_metrics(
     }
 
 
-def summarise_clients(per_client: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """The mean over clients and the worst (lowest) client value of each metric; thresholds
-    differ per client by design and are left out."""
-    keys = [k for k in next(iter(per_client.values())) if k != "test/threshold"]
-    values = {k: np.array([m[k] for m in per_client.values()]) for k in keys}
-    return {
-        "mean": {k: float(v.mean()) for k, v in values.items()},
-        "worst": {k: float(v.min()) for k, v in values.items()},
-    }
-
-
 # Reference sets for the threshold: "own" = the evaluated client's training and test
 # records; "pooled" = also every other client's training records.
 THRESHOLD_REFS = ("own", "pooled")
