@@ -8,6 +8,7 @@ import pytest
 from helpers.synthetic import write_kdd_file
 from hydra import compose, initialize
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fdagmm.run import experiment
 from fdagmm.run.experiment import train
@@ -46,6 +47,12 @@ def test_k_clients_dirichlet_fedadam_with_sampling(synthetic_file, tmp_path):
         assert {f"train/loss/client{k}" for k in h["sampled_clients"]} == {k for k in h if k.startswith("train/loss/")}
     assert len({tuple(h["sampled_clients"]) for h in payload["history"]}) >= 1
     assert all(np.isfinite(v) for m in payload["per_client"].values() for v in m.values())
+    server = EventAccumulator(str(tmp_path / "tensorboard" / "server"), size_guidance={"scalars": 0})
+    server.Reload()
+    for name in ("client5", "mean", "worst"):
+        [event] = server.Scalars(f"test/auroc/{name}")
+        assert event.step == 3
+    assert server.Scalars("test/auroc/client5")[0].value == pytest.approx(payload["per_client"]["client5"]["test/auroc"])
 
 
 def test_fedavg_and_fedadam_differ_but_each_is_reproducible(synthetic_file, tmp_path):
