@@ -1,0 +1,1 @@
+"""Running experiments: a sweep's progress, tagged job lines and its summary."""
