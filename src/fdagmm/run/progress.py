@@ -26,7 +26,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -212,13 +212,14 @@ class SweepWatcher:
     def all_finished(self) -> bool:
         return not self.failed and len(self.outcomes) == self.total
 
-    def summary(self) -> Table:
+    def summary(self) -> Group:
         failed = self.failed
-        table = Table(title=f"sweep {self.sweep_dir}", title_justify="left", show_header=False)
+        # Lines between rows show which failed jobs share a reason.
+        table = Table(show_header=False, show_lines=bool(failed))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
-        table.add_row("finished", f"{len(self.outcomes) - len(failed)} of {self.total} jobs")
-        table.add_row(Text("failed", style="bold red" if failed else ""), f"{len(failed)} jobs")
+        table.add_row("finished", f"{len(self.outcomes) - len(failed)} of {_jobs(self.total)}")
+        table.add_row(Text("failed", style="bold red" if failed else ""), _jobs(len(failed)))
         # One row per reason: a wrong path or a bug fails many jobs alike.
         by_reason: dict[str, list[str]] = {}
         for outcome in failed:
@@ -230,9 +231,10 @@ class SweepWatcher:
             table.add_row(jobs, reason)
         if len(self.outcomes) < self.total:
             unknown = self.total - len(self.outcomes)
-            table.add_row("no outcome", f"{unknown} jobs (stopped? see their train.log)")
+            table.add_row("no outcome", f"{_jobs(unknown)} (stopped? see the train.log in their dirs)")
         table.add_row("wall time", _duration(time.monotonic() - self.started))
-        return table
+        # A heading rather than the table's title, which would wrap a long path to the table's width.
+        return Group(Text(f"sweep {self.sweep_dir}", style="bold"), table)
 
 
 class SweepProgress(Callback):
@@ -275,3 +277,7 @@ class SweepProgress(Callback):
 
 def _duration(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
