@@ -37,7 +37,7 @@ from fdagmm.tracking import write_json_atomic
 STATUS_FILE = "job_status.json"
 POLL_INTERVAL_S = 1.0
 FAILED_JOBS_NAMED_PER_REASON = 3  # in the summary; the others are counted
-# The per-round line of a run (fdagmm.experiment.RoundLog): "round 3/20  client0 loss ...".
+# The per-round line of a run (RoundLog's): "round 3/20  client0 loss ...".
 ROUND_LINE = re.compile(r"round (\d+)/(\d+)\b")
 
 
@@ -113,14 +113,14 @@ class SweepJob:
         # Hydra's job logging writes to the console and to train.log (a FileHandler, itself
         # a StreamHandler): only the console is changed.
         self.console_formats = {
-            handler: handler.formatter or logging.Formatter()
+            handler: handler.formatter
             for handler in root.handlers
             if isinstance(handler, logging.StreamHandler)
             and not isinstance(handler, logging.FileHandler)
         }
         for handler, formatter in self.console_formats.items():
             handler.addFilter(self.thinning)
-            handler.setFormatter(TaggedFormatter(job_tag(job_dir), formatter))
+            handler.setFormatter(TaggedFormatter(job_tag(job_dir), formatter or logging.Formatter()))
         root.addHandler(self.failure)
 
     def end(self) -> None:
