@@ -33,12 +33,15 @@ flower-demo:  ## 2 FDAGMM rounds through Flower: SuperLink + one SuperNode per c
 	@$(PYTHON) -c "import flwr" 2>/dev/null || $(PYTHON) -m pip install -e ".[flower]"
 	$(PYTHON) src/train.py fed.backend=flower scenario=s3 fed.rounds=2 $(ARGS)
 
+# A sweep with failed jobs (exit status 1) still gets its report, which lists them; make then fails.
 reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its report
 	@start=$$(date +%s); \
-	$(PYTHON) src/train.py experiment=reproduce hydra.sweep.dir=$(SWEEP_DIR) $(ARGS) || exit 1; \
+	$(PYTHON) src/train.py experiment=reproduce hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); sweep=$$?; \
+	[ -d "$(SWEEP_DIR)" ] || exit $$sweep; \
 	wall=$$(( $$(date +%s) - start )); \
 	$(PYTHON) src/report.py $(SWEEP_DIR) --wall-time-s $$wall || exit 1; \
-	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"
+	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"; \
+	exit $$sweep
 
 bench:  ## performance figures against baselines run in the same process
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz

@@ -11,17 +11,22 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from fdagmm.errors import ConfigError, FdagmmError
+from fdagmm.errors import ConfigError, FdagmmError, first_line
 
 log = logging.getLogger(__name__)
+
+# The attribute of a failed sweep job's log record that holds the one-line reason; the
+# sweep's summary (fdagmm.run.progress) lists it.
+FAILURE_REASON = "failure_reason"
 
 
 @contextmanager
 def one_line_errors(debug: bool) -> Iterator[None]:
     """Report an FdagmmError as ``error: <message>`` and exit 2 (``debug`` shows the traceback).
 
-    In a multirun a failing job, whatever the error, is logged in its own train.log and the
-    sweep goes on; the job's dir then has no metrics.json, which the report names.
+    In a multirun a failing job, whatever the error, is logged with its one-line reason
+    (which the sweep's summary lists) and the sweep goes on; the job's dir then has no
+    metrics.json, which the report names.
     """
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -29,14 +34,14 @@ def one_line_errors(debug: bool) -> Iterator[None]:
     except FdagmmError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
         if not multirun:
+            print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        log.error("job failed: %s", e)
-    except Exception:
+        log.error("job failed: %s", e, extra={FAILURE_REASON: first_line(e)})
+    except Exception as e:
         if not multirun or debug:
             raise
-        log.exception("job failed")
+        log.exception("job failed", extra={FAILURE_REASON: f"{type(e).__name__}: {first_line(e)}"})
 
 
 def check_group_choices(overrides: list[str], conf_dir: Path) -> None:

@@ -1,1 +1,1 @@
-"""Running experiments: compose a run from the config and dispatch it to a backend; sweep progress."""
+"""Running experiments: compose a run from the config and dispatch it to a backend; follow a sweep."""
