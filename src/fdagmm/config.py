@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from fdagmm.errors import ConfigError, FdagmmError, first_line
 from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION, POSITIVE, SEED, Range, check_range
+from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.kdd99 import KDD99
 
@@ -202,6 +203,9 @@ def validate_config(cfg: DictConfig) -> None:
         cfg.eval.threshold_ref in THRESHOLD_REFS,
         f"eval.threshold_ref must be own or pooled, got {cfg.eval.threshold_ref!r}",
     )
+    check_writable_dir("paths.output_dir", cfg.paths.output_dir)
+    if cfg.data.cache_dir is not None:
+        check_writable_dir("data.cache_dir", cfg.data.cache_dir, ", or data.cache_dir=null to parse without a cache")
 
 
 def declared_ranges(schema: type, prefix: str = "") -> dict[str, Range | None]:
