@@ -104,4 +104,4 @@ def print_summary(summary: ScoreSummary, output: Path, console: Console) -> None
         more = len(summary.bad_lines) - LISTED_BAD_LINES
         console.print(f"skipped {len(summary.bad_lines):,} malformed lines: {listed}" + (f"; and {more:,} more" if more > 0 else ""))
     if summary.metrics:
-        print_metrics_table("against the file's labels (normal = anomaly)", summary.metrics, console)
+        print_metrics_table("against the file's labels (normal = anomaly)", {"": summary.metrics}, console)
