@@ -12,7 +12,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce bench test tensorboard clean
+.PHONY: help install data train flower-demo reproduce bench test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,8 +46,11 @@ reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its rep
 bench:  ## performance figures against baselines run in the same process
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz
 
-test:  ## the test suite, slow end-to-end tests included
+test:  ## the test suite, slow end-to-end tests included (property-based ones in their quick profile)
 	$(PYTHON) -m pytest
+
+fuzz:  ## the property-based tests (readers, encoder, energy, scorer) with many more examples each
+	HYPOTHESIS_PROFILE=fuzz $(PYTHON) -m pytest -m fuzz
 
 tensorboard:  ## TensorBoard over every run under outputs/
 	tensorboard --logdir outputs/

@@ -14,11 +14,14 @@ from fdagmm.cli import one_line_errors
 from fdagmm.config import score_config
 from fdagmm.detection.detector import Detector
 from fdagmm.detection.scoring import print_summary, score_file
+from fdagmm.serialization import check_writable_dir
 
 
 def main(args: list[str]) -> None:
     with one_line_errors(debug="debug=true" in args):
         cfg = score_config(args)
+        output = Path(cfg.output or f"outputs/scores/{Path(cfg.input).name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.csv")
+        check_writable_dir("output", output.parent)
         detector = Detector.load(cfg.model)
         if cfg.threshold is not None:
             threshold = cfg.threshold
@@ -26,8 +29,6 @@ def main(args: list[str]) -> None:
             threshold = detector.threshold_for(cfg.anomaly_ratio)
         else:
             threshold = detector.threshold
-        output = Path(cfg.output or f"outputs/scores/{Path(cfg.input).name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}.csv")
-        output.parent.mkdir(parents=True, exist_ok=True)
         summary = score_file(detector, Path(cfg.input), output, threshold, cfg.chunk_size, cfg.on_bad_line)
         print_summary(summary, output, Console())
 

@@ -3,6 +3,9 @@
 The file is read from $FDAGMM_KDD_PATH, else from ../shared/data/ beside the project. Tests
 that need it are skipped when it is absent, unless FDAGMM_REQUIRE_DATA=1 (set by CI), where
 its absence is an error.
+
+Hypothesis (the property-based tests, marked ``fuzz``) runs the ``quick`` profile unless
+$HYPOTHESIS_PROFILE names another: ``make fuzz`` runs ``fuzz``, many more examples each.
 """
 
 import gzip
@@ -10,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fdagmm.config import register_configs
 from fdagmm.data.kdd99 import read_kdd_file
@@ -18,6 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_KDD = ROOT.parent / "shared" / "data" / "kddcup.data_10_percent.gz"
 
 register_configs()
+
+# No deadline: an example's time depends on the machine's load, not on the code under test.
+settings.register_profile("quick", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture(scope="session")

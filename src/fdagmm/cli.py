@@ -7,11 +7,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.errors import ConfigError, FdagmmError, first_line
+from fdagmm.serialization import check_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +63,19 @@ def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
         for choice in value.split(","):
             if choice not in (*options, "null"):
                 raise ConfigError(f"unknown {key} {choice!r}: choose one of {', '.join(options)}")
+
+
+class RunDirCheck(Callback):
+    """Refuses a run (or sweep) dir that cannot be created or written, in one line, before
+    Hydra creates it: Hydra's own failure is a traceback (conf/config.yaml registers this)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        with one_line_errors(debug=config.debug):
+            check_writable_dir(key, OmegaConf.select(config, key))

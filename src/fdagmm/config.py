@@ -4,11 +4,19 @@ The schema (registered as ``config_schema``, the first entry of conf/config.yaml
 makes Hydra reject a misspelled key or a value of the wrong type before anything runs;
 ``validate_config`` rejects impossible values (a negative round count, fractions that do not
 split the data) before any data is read.
+
+Every numeric setting has a range (``fdagmm.ranges.Range``), declared once, next to the
+setting: on a ``ranged`` field of the schema; in the ``instantiated`` table of the model and
+trainer groups (the arguments of one class each, some of them passed on to a library); on
+the constructor's parameters for the partition and strategy groups (a class per option).
+``validate_config`` checks the schema's first, then builds the partitioner and the strategy;
+a test fails for a numeric setting without a range.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -18,8 +26,28 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fdagmm.errors import ConfigError, FdagmmError, first_line
+from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION, POSITIVE, SEED, Range, check_range
+from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.kdd99 import KDD99
+
+
+# An argument of an instantiated group that the library it is passed to checks itself.
+CHECKED_BY_ITS_LIBRARY = None
+
+RANGE = "range"  # field metadata: the range of a numeric setting
+ARGUMENT_RANGES = "argument_ranges"  # field metadata of an instantiated group: key -> range
+
+
+def ranged(default: Any, allowed: Range) -> Any:
+    """A numeric schema field and its range."""
+    return field(default=default, metadata={RANGE: allowed})
+
+
+def instantiated(ranges: dict[str, Range | None]) -> Any:
+    """An instantiated group (typed ``Any``: its keys are a class's arguments) and the range of
+    every numeric argument that any of its options sets, by key relative to the group."""
+    return field(default=MISSING, metadata={ARGUMENT_RANGES: ranges})
 
 
 @dataclass
@@ -29,12 +57,12 @@ class DataConfig:
     variant: str = "10_percent"  # 10_percent | full: which file to look for or fetch
     data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
-    batch_size: int = 1024
+    batch_size: int = ranged(1024, AT_LEAST_1)
 
 
 @dataclass
 class FlowerConfig:
-    timeout_s: float = 600.0  # longest wait for a start-up step or a round's replies
+    timeout_s: float = ranged(600.0, POSITIVE)  # longest wait for a start-up step or a round's replies
     prepare_only: bool = False  # write the partition files and run_config.toml, then stop
 
 
@@ -42,11 +70,11 @@ class FlowerConfig:
 class FedConfig:
     backend: str = "inprocess"  # inprocess: one process | flower: SuperLink + SuperNodes
     flower: FlowerConfig = field(default_factory=FlowerConfig)
-    rounds: int = 20
-    local_epochs: int = 1
-    clients_per_round: Optional[int] = None  # clients sampled to train each round; None: every client
+    rounds: int = ranged(20, AT_LEAST_1)
+    local_epochs: int = ranged(1, AT_LEAST_1)
+    clients_per_round: Optional[int] = ranged(None, AT_LEAST_1)  # clients sampled to train each round; None: every client
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
-    min_clients: int = 1  # a round needs this many usable client updates, else the run stops
+    min_clients: int = ranged(1, AT_LEAST_1)  # a round needs this many usable client updates, else the run stops
     resume: Optional[str] = None  # the run dir of an interrupted federated run to continue
 
 
@@ -56,18 +84,18 @@ class MethodConfig:
     label: str = MISSING  # its name in tables; centralised methods add the clients they train on
     federated: bool = False
     trains_on: str = "all"  # all | home | others (every client but the home client)
-    home_client: int = 0  # the organisation the comparison is about (the study's client 0)
-    eval_client: int = 0  # whose test set the run reports (every client's is in per_client)
+    home_client: int = ranged(0, AT_LEAST_0)  # the organisation the comparison is about (the study's client 0)
+    eval_client: int = ranged(0, AT_LEAST_0)  # whose test set the run reports (every client's is in per_client)
 
 
 @dataclass
 class EvalConfig:
-    anomaly_ratio: float = 0.2  # flag the top anomaly_ratio of the reference energies
+    anomaly_ratio: float = ranged(0.2, OPEN_FRACTION)  # flag the top anomaly_ratio of the reference energies
     threshold_ref: str = "own"  # own: the client's train + test records | pooled
     # Also measure the final model with the other reference. Off by default: the pooled
     # reference needs every client's training-record energies, which a federation keeps private.
     compare_threshold_refs: bool = False
-    every_n_rounds: int = 1  # test metrics after every n-th round (and the last)
+    every_n_rounds: int = ranged(1, AT_LEAST_1)  # test metrics after every n-th round (and the last)
 
 
 @dataclass
@@ -79,17 +107,25 @@ class PathsConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    partition: Any = MISSING  # instantiated: a fdagmm.data.partition.Partitioner
-    model: Any = MISSING  # instantiated: fdagmm.models.lit_module.DAGMMLitModule
-    strategy: Any = MISSING  # instantiated: a fdagmm.federation.strategies.Strategy
+    partition: Any = MISSING  # instantiated: a fdagmm.data.partition.Partitioner (its arguments' ranges: there)
+    # instantiated: fdagmm.models.lit_module.DAGMMLitModule (net: fdagmm.models.dagmm.DAGMM)
+    model: Any = instantiated({
+        "net.input_dim": AT_LEAST_1, "net.hidden_dims": AT_LEAST_1, "net.latent_dim": AT_LEAST_1,
+        "net.estimation_hidden": AT_LEAST_1, "net.n_components": AT_LEAST_1, "net.dropout": BELOW_1,
+        "optimizer.lr": POSITIVE, "lambda_energy": AT_LEAST_0, "lambda_cov": AT_LEAST_0, "cov_jitter": POSITIVE,
+    })  # fmt: skip
+    strategy: Any = MISSING  # instantiated: a fdagmm.federation.strategies.Strategy (its arguments' ranges: there)
     fed: FedConfig = field(default_factory=FedConfig)
     method: MethodConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
-    trainer: Any = MISSING  # instantiated: pytorch_lightning.Trainer
+    # instantiated: pytorch_lightning.Trainer. devices is a count, -1 (all), a list of indices or
+    # "auto", for Lightning to check; Lightning accepts log_every_n_steps=0, but DAGMMLitModule
+    # divides the step count by it.
+    trainer: Any = instantiated({"devices": CHECKED_BY_ITS_LIBRARY, "log_every_n_steps": AT_LEAST_1})
     logger: Any = MISSING  # instantiated per client and for the server
     paths: PathsConfig = field(default_factory=PathsConfig)
-    seed: int = 0
-    torch_threads: Optional[int] = None  # CPU threads per run; None: torch's default
+    seed: int = ranged(0, SEED)
+    torch_threads: Optional[int] = ranged(None, AT_LEAST_1)  # CPU threads per run; None: torch's default
     debug: bool = False  # show full tracebacks instead of one-line errors
     optimized_metric: str = "test/auroc"  # what train.py returns to a sweeper
 
@@ -101,10 +137,10 @@ class ScoreConfig:
     model: str = MISSING  # a training run dir (holds model.pt) or a model.pt
     input: str = MISSING  # a KDDCUP99-format file, gzip or CSV, with or without the label
     output: Optional[str] = None  # None: outputs/scores/<input name>_<date_time>.csv
-    threshold: Optional[float] = None  # an energy threshold; None: the model's own
-    anomaly_ratio: Optional[float] = None  # else: flag this share of the training reference
+    threshold: Optional[float] = ranged(None, FINITE)  # an energy threshold; None: the model's own
+    anomaly_ratio: Optional[float] = ranged(None, OPEN_FRACTION)  # else: flag this share of the training reference
     on_bad_line: str = "fail"  # fail | skip: what a malformed line does
-    chunk_size: int = 100_000  # records in memory at a time
+    chunk_size: int = ranged(100_000, AT_LEAST_1)  # records in memory at a time
     debug: bool = False
 
 
@@ -121,19 +157,14 @@ def score_config(args: list[str]) -> DictConfig:
     missing = [k for k in ("model", "input") if OmegaConf.is_missing(cfg, k)]
     _check(not missing, f"{' and '.join(missing)} required: python src/score.py model=<run dir> input=<file>")
     _check(cfg.on_bad_line in ("fail", "skip"), f"on_bad_line must be fail or skip, got {cfg.on_bad_line!r}")
-    _check(cfg.chunk_size >= 1, f"chunk_size must be >= 1, got {cfg.chunk_size}")
-    _check(
-        cfg.anomaly_ratio is None or 0.0 < cfg.anomaly_ratio < 1.0,
-        f"anomaly_ratio must be in (0, 1), got {cfg.anomaly_ratio}",
-    )
+    check_ranges(cfg, ScoreConfig)
     return cfg
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
+    check_ranges(cfg, Config)
     _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
-    _check(cfg.torch_threads is None or cfg.torch_threads >= 1, f"torch_threads must be >= 1 or null, got {cfg.torch_threads}")
-    _check(cfg.data.batch_size >= 1, f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 
     n_clients = build(cfg.partition).num_clients
     build(cfg.strategy)
@@ -145,15 +176,13 @@ def validate_config(cfg: DictConfig) -> None:
     train_clients = train_clients_of(cfg)
     _check(bool(train_clients), f"method {m.name} trains on the clients other than client {m.home_client}, and there are none: use more clients")
 
-    _check(cfg.fed.rounds >= 1, f"fed.rounds must be >= 1, got {cfg.fed.rounds}")
-    _check(cfg.fed.local_epochs >= 1, f"fed.local_epochs must be >= 1, got {cfg.fed.local_epochs}")
     per_round = len(train_clients) if cfg.fed.clients_per_round is None else cfg.fed.clients_per_round
     _check(
-        1 <= per_round <= len(train_clients),
+        per_round <= len(train_clients),
         f"fed.clients_per_round must be between 1 and the {len(train_clients)} training clients (or null: all), got {cfg.fed.clients_per_round}",
     )
     _check(
-        1 <= cfg.fed.min_clients <= per_round,
+        cfg.fed.min_clients <= per_round,
         f"fed.min_clients must be between 1 and the {per_round} clients that train each round, got {cfg.fed.min_clients}",
     )
     _check(cfg.fed.gmm_stats in ("global", "local"), f"fed.gmm_stats must be global or local, got {cfg.fed.gmm_stats!r}")
@@ -170,13 +199,36 @@ def validate_config(cfg: DictConfig) -> None:
             "the pooled threshold reference shares training-record energies between organisations; "
             "with fed.backend=flower use eval.threshold_ref=own and eval.compare_threshold_refs=false",
         )
-        _check(cfg.fed.flower.timeout_s > 0, f"fed.flower.timeout_s must be > 0, got {cfg.fed.flower.timeout_s}")
-    _check(cfg.eval.every_n_rounds >= 1, f"eval.every_n_rounds must be >= 1, got {cfg.eval.every_n_rounds}")
-    _check(0.0 < cfg.eval.anomaly_ratio < 1.0, f"eval.anomaly_ratio must be in (0, 1), got {cfg.eval.anomaly_ratio}")
     _check(
         cfg.eval.threshold_ref in THRESHOLD_REFS,
         f"eval.threshold_ref must be own or pooled, got {cfg.eval.threshold_ref!r}",
     )
+    check_writable_dir("paths.output_dir", cfg.paths.output_dir)
+    if cfg.data.cache_dir is not None:
+        check_writable_dir("data.cache_dir", cfg.data.cache_dir, ", or data.cache_dir=null to parse without a cache")
+
+
+def declared_ranges(schema: type, prefix: str = "") -> dict[str, Range | None]:
+    """Every numeric setting that ``schema`` declares, by dotted key, with its range."""
+    ranges: dict[str, Range | None] = {}
+    types = typing.get_type_hints(schema)
+    for f in fields(schema):
+        key = prefix + f.name
+        if RANGE in f.metadata:
+            ranges[key] = f.metadata[RANGE]
+        elif ARGUMENT_RANGES in f.metadata:
+            ranges |= {f"{key}.{argument}": allowed for argument, allowed in f.metadata[ARGUMENT_RANGES].items()}
+        elif is_dataclass(types[f.name]):
+            ranges |= declared_ranges(types[f.name], key + ".")
+    return ranges
+
+
+def check_ranges(cfg: DictConfig, schema: type) -> None:
+    """Raise ConfigError for the first numeric setting of ``schema`` outside its declared range.
+    A setting that is null or absent (an argument of another option of its group) passes."""
+    for key, allowed in declared_ranges(schema).items():
+        if allowed is not CHECKED_BY_ITS_LIBRARY:
+            check_range(key, OmegaConf.select(cfg, key), allowed)
 
 
 # Whose training records a method uses: every client's, the home client's, or the others'.

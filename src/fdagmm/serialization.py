@@ -1,16 +1,18 @@
-"""Files of tensors and plain data (checkpoints, exported models): atomic writes, safe reads."""
+"""Files of tensors and plain data (checkpoints, exported models): atomic writes, safe reads;
+and the dirs a run writes to, checked before it starts."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fdagmm.errors import DataError, first_line
+from fdagmm.errors import ConfigError, DataError, first_line
 
 
 def save_payload(path: Path, payload: dict[str, Any]) -> None:
@@ -30,3 +32,17 @@ def load_payload(path: Path, kind: str, format_version: int, remedy: str) -> dic
     if not isinstance(payload, dict) or payload.get("format") != format_version:
         raise DataError(f"{path} is not an FDAGMM {kind} of format {format_version}: {remedy}")
     return payload
+
+
+def check_writable_dir(setting: str, path: str | Path, alternative: str = "") -> None:
+    """Create the dir ``path`` if needed and write a file there, or raise a one-line ConfigError
+    naming ``setting``: before any work, rather than a traceback when the first file is written."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{setting}: cannot create or write the directory {path} ({e.strerror or type(e).__name__}); "
+            f"pass a writable one{alternative}"
+        ) from e

@@ -34,7 +34,7 @@ def _cfg(data_path, output_dir, *overrides):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("partition.common_fractions=[1.2,-0.2]", "partition.common_fractions must be fractions in [0, 1] that sum to 1"),
+        ("partition.common_fractions=[1.2,-0.2]", "partition.common_fractions must be in [0, 1], got [1.2, -0.2]"),
         ("partition.common_fractions=[0.3,0.3]", "sum to 1"),
         ("partition.rare_fractions=[1.0]", "partition.rare_fractions has 1"),
         ("fed.rounds=0", "fed.rounds must be >= 1"),

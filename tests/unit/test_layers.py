@@ -8,7 +8,7 @@ import fdagmm
 PACKAGE = Path(fdagmm.__file__).parent
 # Bottom to top. A module may import from its own layer and the layers below it.
 LAYERS = [
-    ("fdagmm.errors", "fdagmm.seeding", "fdagmm.serialization", "fdagmm.cli", "fdagmm.tracking"),
+    ("fdagmm.errors", "fdagmm.ranges", "fdagmm.seeding", "fdagmm.serialization", "fdagmm.cli", "fdagmm.tracking"),
     ("fdagmm.data",),
     ("fdagmm.models",),
     ("fdagmm.detection",),

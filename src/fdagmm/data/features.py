@@ -15,6 +15,11 @@ import pandas as pd
 
 from fdagmm.data.kdd99 import KDD99
 
+# A scaled value (training range = [0, 1]) beyond this bound, a million training spans outside
+# the range, is out of range: the encoder clips it there, so that the network sees a finite
+# input whose square still fits float32 (1e308 bytes would overflow to inf, and the energy to NaN).
+OUT_OF_RANGE = 1e6
+
 
 @dataclass(frozen=True)
 class ScalingStats:
@@ -44,16 +49,20 @@ class ScalingStats:
 class FeatureEncoder:
     """Records -> float32 matrix: scaled numeric features, then one-hot categories.
 
-    A category value outside the vocabulary encodes as all-zeros in its column's block.
+    A category value outside the vocabulary encodes as all-zeros in its column's block; a
+    numeric value out of range (``out_of_range``) as the bound it is beyond.
     """
 
     def __init__(self, scaling: ScalingStats, categories: dict[str, list[str]] = KDD99.categories):
         self.scaling = scaling
         self.categories = categories
-        span = scaling.maximum - scaling.minimum
+        # Halves: (x/2 - min/2) / (max/2 - min/2) is exactly (x - min) / (max - min), and stays
+        # finite for training values as far apart as -1e308 and 1e308.
+        self._half_minimum = scaling.minimum / 2
+        half_span = scaling.maximum / 2 - self._half_minimum
         # A feature constant over the training records (num_outbound_cmds in the 10% file)
         # maps to 0 rather than dividing by zero.
-        self._span = np.where(span > 0, span, 1.0)
+        self._half_span = np.where(half_span > 0, half_span, 0.5)
         self._offsets = np.cumsum([len(KDD99.numeric_features)] + [len(v) for v in categories.values()])
 
     @property
@@ -66,14 +75,24 @@ class FeatureEncoder:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.zeros((len(frame), self.dim), dtype=np.float32)
-        numeric = frame[KDD99.numeric_features].to_numpy(dtype=np.float64)
-        out[:, : len(KDD99.numeric_features)] = (numeric - self.scaling.minimum) / self._span
+        out[:, : len(KDD99.numeric_features)] = np.clip(self._scaled(frame), -OUT_OF_RANGE, OUT_OF_RANGE)
         rows = np.arange(len(frame))
         for offset, (column, vocabulary) in zip(self._offsets[:-1], self.categories.items()):
             codes = pd.Index(vocabulary).get_indexer(frame[column])
             known = codes >= 0  # a value outside the vocabulary stays all-zeros
             out[rows[known], offset + codes[known]] = 1.0
         return out
+
+    def out_of_range(self, frame: pd.DataFrame) -> np.ndarray:
+        """(records, numeric features) bool: the values further than ``OUT_OF_RANGE`` training
+        spans outside the training range."""
+        return np.abs(self._scaled(frame)) > OUT_OF_RANGE
+
+    def _scaled(self, frame: pd.DataFrame) -> np.ndarray:
+        """Numeric features scaled to the training range, in float64 (may overflow to +-inf)."""
+        numeric = frame[KDD99.numeric_features].to_numpy(dtype=np.float64)
+        with np.errstate(over="ignore"):
+            return (numeric / 2 - self._half_minimum) / self._half_span
 
     def unknown_counts(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per categorical column, how many records hold a value outside the vocabulary."""

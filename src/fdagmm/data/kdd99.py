@@ -6,11 +6,14 @@ then ``label`` with the trailing dot removed (``normal``, ``smurf``, ...).
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import itertools
 import logging
+import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +83,7 @@ def read_kdd_file(path: str | Path) -> pd.DataFrame:
     n_columns = len(KDD99.features) + 1
     try:
         compression = _compression(path)
-        with gzip.open(path, "rt") if compression else open(path) as f:
+        with _open_text(path, compression) as f:
             first = f.readline()
         found = len(first.rstrip("\r\n").split(","))
         if found != n_columns:
@@ -89,9 +92,11 @@ def read_kdd_file(path: str | Path) -> pd.DataFrame:
                 f"{n_columns} (41 features and the label): is this the right file?"
             )
         frame = pd.read_csv(
-            path, header=None, names=[*KDD99.features, KDD99.label], index_col=False, compression=compression
-        )
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+            path, header=None, names=[*KDD99.features, KDD99.label], index_col=False, compression=compression,
+            dtype={c: str for c in [*KDD99.categorical_features, KDD99.label]},
+            encoding="utf-8", encoding_errors="surrogateescape", **_LINE_BY_LINE,
+        )  # fmt: skip
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is not a readable CSV or gzip file ({e}): download it again") from e
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: malformed CSV ({first_line(e)}): every line needs {n_columns} fields") from e
@@ -125,19 +130,16 @@ def validate_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check types, missing values, categories and labels; strip the label's trailing dot."""
     for column in KDD99.numeric_features:
         values = frame[column]
+        numbers = _to_numbers(values)
+        invalid = ~np.isfinite(numbers)
+        if invalid.any():
+            bad = int(np.flatnonzero(invalid)[0])
+            value = values.iloc[bad]
+            if pd.notna(value) and np.isnan(numbers[bad]):
+                raise DataError(f"{source}: line {bad + 1}, column {column}: {value!r} is not a number")
+            raise DataError(f"{source}: line {bad + 1}, column {column}: missing or non-finite value ({value})")
         if not pd.api.types.is_numeric_dtype(values):
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = int(np.flatnonzero(numeric.isna() & values.notna())[0])
-            raise DataError(
-                f"{source}: line {bad + 1}, column {column}: {values.iloc[bad]!r} is not a number"
-            )
-        finite = np.isfinite(values.to_numpy(dtype=np.float64))
-        if not finite.all():
-            bad = int(np.flatnonzero(~finite)[0])
-            raise DataError(
-                f"{source}: line {bad + 1}, column {column}: missing or non-finite value "
-                f"({values.iloc[bad]})"
-            )
+            frame[column] = numbers
     for column in [*KDD99.categorical_features, KDD99.label]:
         missing = frame[column].isna().to_numpy()
         if missing.any():
@@ -174,50 +176,66 @@ class RecordChunk:
 def iter_record_chunks(path: str | Path, chunk_size: int) -> Iterator[RecordChunk]:
     """Read a KDDCUP99-format file (gzip or CSV, with or without the label) in chunks.
 
-    Memory is bounded by ``chunk_size`` whatever the file's size. A line with the wrong number
-    of fields, a missing or non-numeric number or a missing category is reported in
-    ``bad_lines`` instead of parsed. Category values outside the schema are kept (the
-    encoder maps them to all-zeros); so are labels outside the training data's.
+    Memory is bounded by ``chunk_size`` whatever the file's size. Whether the file has labels
+    is what most of its first ``FORMAT_LINES`` lines say, so that one odd first line is
+    reported like any other. A line with the wrong number of fields, bytes that are not UTF-8,
+    a missing or non-numeric number or a missing category is reported in ``bad_lines``
+    instead of parsed. Category values outside the schema are kept (the encoder maps them to
+    all-zeros); so are labels outside the training data's.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
     try:
         compression = _compression(path)
-        with gzip.open(path, "rt") if compression else open(path) as f:
-            first = f.readline()
-            n_fields = len(first.rstrip("\r\n").split(","))
-            if n_fields not in (len(KDD99.features), len(KDD99.features) + 1):
-                raise DataError(
-                    f"{path}: line 1 has {n_fields} fields; a KDDCUP99 record has 41 features, "
-                    "optionally followed by the label"
-                )
-            columns = KDD99.features if n_fields == len(KDD99.features) else [*KDD99.features, KDD99.label]
-            lines = itertools.chain([first], f)
+        with _open_text(path, compression) as f:
+            head = list(itertools.islice(f, FORMAT_LINES))
+            columns = _columns_of(head, path)
+            lines = itertools.chain(head, f)
             start = 1
             while chunk := list(itertools.islice(lines, chunk_size)):
                 yield _parse_chunk(chunk, start, columns)
                 start += len(chunk)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is not a readable CSV or gzip file ({first_line(e)})") from e
+
+
+def _columns_of(head: list[str], path: Path) -> list[str]:
+    """The features, and the label if most of the records among ``head`` (a file's first
+    lines; line 1 breaks a tie) have one; a DataError if none of them has a record's fields.
+    An empty file has no records, with or without labels."""
+    n_features = len(KDD99.features)
+    fields = [line.count(",") + 1 for line in head]
+    counts = Counter(fields)
+    if head and not counts[n_features] and not counts[n_features + 1]:
+        raise DataError(
+            f"{path}: line 1 has {fields[0]} fields, and none of the first {len(head)} lines has a "
+            f"record's {n_features} features, optionally followed by the label"
+        )
+    labelled = bool(head) and (counts[n_features + 1], fields[0] > n_features) > (counts[n_features], fields[0] == n_features)
+    return [*KDD99.features, KDD99.label] if labelled else list(KDD99.features)
 
 
 def _parse_chunk(lines: list[str], start: int, columns: list[str]) -> RecordChunk:
     numbers = np.arange(start, start + len(lines))
     counts = np.array([line.count(",") + 1 for line in lines])
-    well_formed = counts == len(columns)
-    bad = [(int(n), f"{c} fields instead of {len(columns)}") for n, c in zip(numbers[~well_formed], counts[~well_formed])]
+    # Bytes that are not UTF-8 were read as lone surrogates (``_open_text``).
+    utf8 = np.array([not _NOT_UTF8.search(line) for line in lines], dtype=bool)
+    well_formed = (counts == len(columns)) & utf8
+    bad = [(int(n), f"{c} fields instead of {len(columns)}") for n, c, ok in zip(numbers, counts, utf8) if ok and c != len(columns)]
+    bad += [(int(n), "bytes that are not UTF-8 text") for n in numbers[~utf8]]
     text = "".join(line for line, ok in zip(lines, well_formed) if ok)
     if not text:
-        return RecordChunk(numbers[:0], pd.DataFrame(columns=columns), bad)
+        return RecordChunk(numbers[:0], pd.DataFrame(columns=columns), sorted(bad))
     frame = pd.read_csv(
-        io.StringIO(text), header=None, names=columns, index_col=False, dtype={c: str for c in KDD99.categorical_features}
-    )
+        io.StringIO(text), header=None, names=columns, index_col=False,
+        dtype={c: str for c in [*KDD99.categorical_features, *columns[len(KDD99.features):]]}, **_LINE_BY_LINE,
+    )  # fmt: skip
     numbers = numbers[well_formed]
     problems = pd.Series("", index=frame.index)
     for column in KDD99.numeric_features:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        invalid = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        values = _to_numbers(frame[column])
+        invalid = ~np.isfinite(values)
         problems[invalid & (problems == "")] = f"column {column}: missing or not a finite number"
         frame[column] = values
     for column in [*KDD99.categorical_features, *columns[len(KDD99.features):]]:
@@ -228,6 +246,31 @@ def _parse_chunk(lines: list[str], start: int, columns: list[str]) -> RecordChun
     if KDD99.label in frame:
         frame[KDD99.label] = frame[KDD99.label].str.rstrip(".")
     return RecordChunk(numbers[~invalid], frame, sorted(bad))
+
+
+# How many lines, at most, decide whether a file to score has labels.
+FORMAT_LINES = 1000
+# pandas reading one record per line, as the line numbers count them: a quote is a character
+# like any other (not the start of a field that spans lines), and a blank line is a record.
+_LINE_BY_LINE = {"quoting": csv.QUOTE_NONE, "skip_blank_lines": False}
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _to_numbers(values: pd.Series) -> np.ndarray:
+    """A column as float64: NaN where a value is not a number, +-inf beyond float64's range."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    # As text: pandas reads an integer beyond uint64 as a Python int, which to_numeric cannot
+    # convert to a float (OverflowError), and mixes it with the column's strings.
+    return pd.to_numeric(values.astype(str), errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _open_text(path: Path, compression: str | None) -> io.TextIOBase:
+    """The file as text; a byte that is not UTF-8 becomes a lone surrogate that the checks
+    report with its line, rather than an error for the whole file."""
+    if compression:
+        return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape")
+    return open(path, encoding="utf-8", errors="surrogateescape")
 
 
 def _compression(path: Path) -> str | None:

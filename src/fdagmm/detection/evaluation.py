@@ -52,10 +52,12 @@ def anomaly_threshold(reference_energy: np.ndarray, anomaly_ratio: float) -> flo
 
 
 def detection_metrics(
-    is_anomaly: np.ndarray, energy: np.ndarray, threshold: float
+    is_anomaly: np.ndarray, energy: np.ndarray, threshold: float, flagged: np.ndarray | None = None
 ) -> dict[str, float]:
+    """Precision, recall and F1 of the flags (``flagged``, else ``energy > threshold``), and
+    the threshold-free AUROC and average precision of the energies."""
     precision, recall, f1, _ = precision_recall_fscore_support(
-        is_anomaly, energy > threshold, average="binary", zero_division=0
+        is_anomaly, energy > threshold if flagged is None else flagged, average="binary", zero_division=0
     )
     return {
         "test/precision": float(precision),

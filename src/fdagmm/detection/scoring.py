@@ -17,8 +17,8 @@ from fdagmm.detection.evaluation import detection_metrics
 from fdagmm.data.kdd99 import KDD99, iter_record_chunks
 from fdagmm.tracking import print_metrics_table
 
-# How many bad lines the summary lists (all of them are counted).
-LISTED_BAD_LINES = 10
+# How many bad lines, and lines out of range, the summary lists (all of them are counted).
+LISTED_LINES = 10
 
 
 @dataclass
@@ -28,6 +28,8 @@ class ScoreSummary:
     threshold: float
     unknown_categories: dict[str, int]
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    n_out_of_range: int = 0  # records flagged for values far outside the training range
+    out_of_range: list[tuple[int, str]] = field(default_factory=list)  # the first LISTED_LINES: (line, values)
     metrics: dict[str, float] | None = None  # when the file has labels
 
 
@@ -40,18 +42,23 @@ def score_file(
     on_bad_line: str,
     show_progress: bool = True,
 ) -> ScoreSummary:
-    """Write ``line,energy,is_anomaly`` (and ``label`` when present) for every record.
+    """Write ``line,energy,is_anomaly,out_of_range`` (and ``label`` when present) for every record.
 
-    Memory holds one chunk of records, plus an energy and a label per record when the file
-    has labels (for the summary's metrics). The output appears only once complete.
+    A record with a numeric value far outside the training range (``FeatureEncoder.out_of_range``)
+    is scored with that value clipped, flagged whatever its energy, and its ``out_of_range``
+    names the features; other records leave it empty. Memory holds one chunk of records, plus
+    an energy, a flag and a label per record when the file has labels (for the summary's
+    metrics). The output appears only once complete.
     """
     if on_bad_line not in ("fail", "skip"):
         raise DataError(f"on_bad_line must be fail or skip, got {on_bad_line!r}")
     tmp = output_path.with_name(output_path.name + ".tmp")
-    n_scored = n_flagged = 0
+    n_scored = n_flagged = n_out_of_range = 0
     unknown = dict.fromkeys(KDD99.categorical_features, 0)
     bad_lines: list[tuple[int, str]] = []
+    out_of_range: list[tuple[int, str]] = []
     labelled_energy: list[np.ndarray] = []
+    labelled_flagged: list[np.ndarray] = []
     labelled_anomaly: list[np.ndarray] = []
     progress = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,} records"), TimeElapsedColumn(), disable=not show_progress)
     try:
@@ -65,20 +72,34 @@ def score_file(
                 if len(chunk.frame) == 0:
                     continue
                 energy = detector.energy(chunk.frame)
+                beyond = detector.encoder.out_of_range(chunk.frame)
+                beyond_rows = np.flatnonzero(beyond.any(axis=1))
+                # Far outside the training range is what an operator wants to see, whatever the
+                # energy of the clipped record.
                 flagged = energy > threshold
-                rows = pd.DataFrame({"line": chunk.line_numbers, "energy": energy, "is_anomaly": flagged.astype(int)})
+                flagged[beyond_rows] = True
+                beyond_names = np.full(len(energy), "", dtype=object)
+                for i in beyond_rows:
+                    beyond_names[i] = ";".join(f for f, out in zip(KDD99.numeric_features, beyond[i]) if out)
+                rows = pd.DataFrame({
+                    "line": chunk.line_numbers, "energy": energy, "is_anomaly": flagged.astype(int), "out_of_range": beyond_names,
+                })  # fmt: skip
                 if KDD99.label in chunk.frame:
                     rows["label"] = chunk.frame[KDD99.label].to_numpy()
                     labelled_energy.append(energy)
+                    labelled_flagged.append(flagged)
                     labelled_anomaly.append(chunk.frame[KDD99.label].to_numpy() == KDD99.normal_label)
                 rows.to_csv(out, header=n_scored == 0, index=False, float_format="%.17g")
                 n_scored += len(rows)
                 n_flagged += int(flagged.sum())
+                for i in beyond_rows[: LISTED_LINES - len(out_of_range)]:
+                    out_of_range.append((int(chunk.line_numbers[i]), _beyond_range(detector, chunk.frame.iloc[i], beyond[i])))
+                n_out_of_range += len(beyond_rows)
                 for column, count in detector.encoder.unknown_counts(chunk.frame).items():
                     unknown[column] += count
                 progress.update(task, advance=len(chunk.frame) + len(chunk.bad_lines))
             if n_scored == 0:
-                out.write("line,energy,is_anomaly\n")
+                out.write("line,energy,is_anomaly,out_of_range\n")
         os.replace(tmp, output_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -86,22 +107,38 @@ def score_file(
     if labelled_energy:
         is_anomaly = np.concatenate(labelled_anomaly)
         if 0 < is_anomaly.sum() < len(is_anomaly):  # AUROC needs both classes
-            metrics = detection_metrics(is_anomaly, np.concatenate(labelled_energy), threshold)
-    return ScoreSummary(n_scored, n_flagged, threshold, unknown, bad_lines, metrics)
+            metrics = detection_metrics(is_anomaly, np.concatenate(labelled_energy), threshold, np.concatenate(labelled_flagged))
+    return ScoreSummary(n_scored, n_flagged, threshold, unknown, bad_lines, n_out_of_range, out_of_range, metrics)
+
+
+def _beyond_range(detector: Detector, record: pd.Series, beyond: np.ndarray) -> str:
+    """``src_bytes 1e+308 (trained on 0 to 6.9e+08)`` for each numeric value out of range."""
+    scaling = detector.encoder.scaling
+    return ", ".join(
+        f"{name} {record[name]:.6g} (trained on {scaling.minimum[j]:.6g} to {scaling.maximum[j]:.6g})"
+        for j, name in enumerate(KDD99.numeric_features) if beyond[j]
+    )  # fmt: skip
 
 
 def print_summary(summary: ScoreSummary, output: Path, console: Console) -> None:
     console.print(
         f"scored {summary.n_scored:,} records, flagged {summary.n_flagged:,} "
-        f"(energy > {summary.threshold:.6g}); scores in {output}"
+        f"(energy > {summary.threshold:.6g}{', or out of range' if summary.n_out_of_range else ''}); scores in {output}"
     )
     unknown = {c: n for c, n in summary.unknown_categories.items() if n}
     if unknown:
         console.print("values outside the training vocabulary (encoded as all-zeros): "
                       + ", ".join(f"{c} {n:,}" for c, n in unknown.items()))  # fmt: skip
+    if summary.n_out_of_range:
+        listed = "; ".join(f"line {n}: {why}" for n, why in summary.out_of_range)
+        more = summary.n_out_of_range - len(summary.out_of_range)
+        console.print(
+            f"{summary.n_out_of_range:,} records far outside the training range, flagged as anomalies "
+            f"(column out_of_range): {listed}" + (f"; and {more:,} more" if more > 0 else "")
+        )
     if summary.bad_lines:
-        listed = "; ".join(f"line {n}: {why}" for n, why in summary.bad_lines[:LISTED_BAD_LINES])
-        more = len(summary.bad_lines) - LISTED_BAD_LINES
+        listed = "; ".join(f"line {n}: {why}" for n, why in summary.bad_lines[:LISTED_LINES])
+        more = len(summary.bad_lines) - LISTED_LINES
         console.print(f"skipped {len(summary.bad_lines):,} malformed lines: {listed}" + (f"; and {more:,} more" if more > 0 else ""))
     if summary.metrics:
-        print_metrics_table("against the file's labels (normal = anomaly)", summary.metrics, console)
+        print_metrics_table("against the file's labels (normal = anomaly)", {"": summary.metrics}, console)

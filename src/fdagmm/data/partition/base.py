@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
 from fdagmm.errors import ConfigError, DataError
+from fdagmm.ranges import AT_LEAST_1, OPEN_FRACTION, checked_arguments
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,14 @@ class Partitioner(ABC):
     # How to fix a client left with fewer than min_partition_size training records.
     too_small_fix = "use fewer clients"
 
-    def __init__(self, name: str, num_clients: int, train_fraction: float = 0.5, min_partition_size: int = 1):
-        check(num_clients >= 1, f"partition.num_clients must be >= 1, got {num_clients}")
-        check(0.0 < train_fraction < 1.0, f"partition.train_fraction must be in (0, 1), got {train_fraction}")
-        check(min_partition_size >= 1, f"partition.min_partition_size must be >= 1, got {min_partition_size}")
+    @checked_arguments("partition")
+    def __init__(
+        self,
+        name: str,
+        num_clients: Annotated[int, AT_LEAST_1],
+        train_fraction: Annotated[float, OPEN_FRACTION] = 0.5,
+        min_partition_size: Annotated[int, AT_LEAST_1] = 1,
+    ):
         self.name = name  # names run dirs and reports
         self.num_clients = num_clients
         self.train_fraction = train_fraction

@@ -11,27 +11,29 @@ fewer than ``min_partition_size`` training records.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
-from fdagmm.data.partition.base import ClientSplit, Partitioner, attack_types, check, split_by_fractions
+from fdagmm.data.partition.base import ClientSplit, Partitioner, attack_types, split_by_fractions
 from fdagmm.errors import DataError
+from fdagmm.ranges import AT_LEAST_1, POSITIVE, checked_arguments
 from fdagmm.seeding import derive_seed
 
 
 class DirichletPartitioner(Partitioner):
     too_small_fix = "raise partition.alpha, lower partition.num_clients or lower partition.min_partition_size"
 
+    @checked_arguments("partition")
     def __init__(
         self,
         name: str,
         num_clients: int,
-        alpha: float,
+        alpha: Annotated[float, POSITIVE],
         train_fraction: float = 0.5,
         min_partition_size: int = 10,
-        max_tries: int = 10,
+        max_tries: Annotated[int, AT_LEAST_1] = 10,
     ):
-        check(alpha > 0, f"partition.alpha must be > 0, got {alpha}")
-        check(max_tries >= 1, f"partition.max_tries must be >= 1, got {max_tries}")
         super().__init__(name, num_clients, train_fraction, min_partition_size)
         self.alpha = alpha
         self.max_tries = max_tries

@@ -8,21 +8,24 @@ drawn at random within each type. Longer fraction lists make more clients.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 
 from fdagmm.data.kdd99 import KDD99
 from fdagmm.data.partition.base import Partitioner, attack_types, check, split_by_fractions
+from fdagmm.ranges import FRACTION, checked_arguments
 
 
 class StudyScenario(Partitioner):
     too_small_fix = "raise its fractions in the scenario config"
 
+    @checked_arguments("partition")
     def __init__(
         self,
         name: str,
-        common_fractions: list[float],
-        rare_fractions: list[float],
+        common_fractions: Annotated[list[float], FRACTION],
+        rare_fractions: Annotated[list[float], FRACTION],
         common_attacks: list[str] = ("smurf", "neptune"),
         train_fraction: float = 0.5,
         min_partition_size: int = 1,
@@ -36,9 +39,8 @@ class StudyScenario(Partitioner):
         )
         for key, fractions in (("common_fractions", common_fractions), ("rare_fractions", rare_fractions)):
             check(
-                all(0.0 <= f <= 1.0 for f in fractions) and math.isclose(sum(fractions), 1.0, abs_tol=1e-9),
-                f"partition.{key} must be fractions in [0, 1] that sum to 1 (every record goes to "
-                f"exactly one client), got {list(fractions)}",
+                math.isclose(sum(fractions), 1.0, abs_tol=1e-9),
+                f"partition.{key} must sum to 1 (every record goes to exactly one client), got {list(fractions)}",
             )
         unknown = sorted(set(common_attacks) - set(KDD99.attack_labels))
         check(not unknown, f"partition.common_attacks: unknown attack types {unknown}; known: {list(KDD99.attack_labels)}")

@@ -7,16 +7,13 @@ state (momentum, moments) is kept in float64 and checkpointed, so ``fed.resume``
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor
 
-from fdagmm.errors import ConfigError
 from fdagmm.federation.strategies.base import Strategy
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+from fdagmm.ranges import BELOW_1, POSITIVE, checked_arguments
 
 
 class FedAvgM(Strategy):
@@ -26,9 +23,8 @@ class FedAvgM(Strategy):
 
     name = "fedavgm"
 
-    def __init__(self, server_learning_rate: float = 1.0, server_momentum: float = 0.9):
-        _require(server_learning_rate > 0, f"strategy.server_learning_rate must be > 0, got {server_learning_rate}")
-        _require(0.0 <= server_momentum < 1.0, f"strategy.server_momentum must be in [0, 1), got {server_momentum}")
+    @checked_arguments("strategy")
+    def __init__(self, server_learning_rate: Annotated[float, POSITIVE] = 1.0, server_momentum: Annotated[float, BELOW_1] = 0.9):
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self.momentum: dict[str, Tensor] = {}
@@ -60,11 +56,14 @@ class FedAdam(Strategy):
 
     name = "fedadam"
 
-    def __init__(self, eta: float = 1e-2, beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3):
-        _require(eta > 0, f"strategy.eta must be > 0, got {eta}")
-        _require(0.0 <= beta_1 < 1.0, f"strategy.beta_1 must be in [0, 1), got {beta_1}")
-        _require(0.0 <= beta_2 < 1.0, f"strategy.beta_2 must be in [0, 1), got {beta_2}")
-        _require(tau > 0, f"strategy.tau must be > 0 (it keeps the step finite), got {tau}")
+    @checked_arguments("strategy")
+    def __init__(
+        self,
+        eta: Annotated[float, POSITIVE] = 1e-2,
+        beta_1: Annotated[float, BELOW_1] = 0.9,
+        beta_2: Annotated[float, BELOW_1] = 0.99,
+        tau: Annotated[float, POSITIVE] = 1e-3,  # keeps the step finite where the second moment is ~0
+    ):
         self.eta, self.beta_1, self.beta_2, self.tau = eta, beta_1, beta_2, tau
         self.m: dict[str, Tensor] = {}
         self.v: dict[str, Tensor] = {}

@@ -4,18 +4,19 @@ its local weights near the round's global weights; the server averages as FedAvg
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from torch import Tensor, nn
 
-from fdagmm.errors import ConfigError
 from fdagmm.federation.strategies.base import LocalPenalty, Strategy
+from fdagmm.ranges import AT_LEAST_0, checked_arguments
 
 
 class FedProx(Strategy):
     name = "fedprox"
 
-    def __init__(self, proximal_mu: float = 0.01):
-        if proximal_mu < 0:
-            raise ConfigError(f"strategy.proximal_mu must be >= 0, got {proximal_mu}")
+    @checked_arguments("strategy")
+    def __init__(self, proximal_mu: Annotated[float, AT_LEAST_0] = 0.01):
         self.proximal_mu = proximal_mu
 
     def local_penalty(self, global_state: dict[str, Tensor]) -> LocalPenalty | None:
