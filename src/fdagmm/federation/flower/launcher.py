@@ -32,7 +32,7 @@ from fdagmm.federation.rounds import FederationError
 
 log = logging.getLogger(__name__)
 
-APP_DIR = Path(__file__).resolve().parents[2] / "flower_app"
+APP_DIR = Path(__file__).resolve().parents[3] / "flower_app"  # src/flower_app
 CONNECTION = "local"  # the SuperLink connection's name in $FLWR_HOME/config.toml
 # The ServerApp's one-line reason for a failed run, under <output-dir>/flower/.
 ERROR_FILE = "server_error.txt"
@@ -209,6 +209,9 @@ class LocalFederation:
         ``flwr run`` exits 0 whatever the ServerApp does, so the run's status decides.
         """
         submitted = json.loads(self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", str(run_config), "--format", "json", timeout_s=self.timeout_s))
+        if not submitted.get("success"):  # flwr run exits 0 on some failures; its JSON says so
+            reason = (str(submitted.get("error-message", "")).strip().splitlines() or ["no reason given"])[-1]
+            raise FederationError(f"flwr run failed: {reason}")
         run_id = submitted["run-id"]
         log.info("Flower run %s submitted; SuperLink and SuperNode logs in %s", run_id, self.logs)
         deadline = time.monotonic() + deadline_s
