@@ -133,6 +133,10 @@ class LocalFederation:
         self.logs = flower_dir / "logs"
         self.bin = Path(sys.executable).parent
         self.env = {**os.environ, **QUIET_ENV, "FLWR_HOME": str(flower_dir / "home")}
+        # Flower's processes start their helpers by name (flower-superexec, flwr-serverapp,
+        # flwr-clientapp): find them beside this interpreter even when its environment is
+        # not activated (a cron job, an IDE, a systemd unit calling .venv/bin/python).
+        self.env["PATH"] = os.pathsep.join([str(self.bin), *filter(None, [os.environ.get("PATH")])])
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:
