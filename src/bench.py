@@ -33,14 +33,15 @@ from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from fdagmm.federation import client as client_module
-from fdagmm.run import experiment as experiment_module
-from fdagmm.federation import inprocess as server_module
-from fdagmm.config import register_configs
+from fdagmm.config import build, register_configs
 from fdagmm.data.datamodule import batch_loader
-from fdagmm.run.experiment import _quiet_lightning, train
 from fdagmm.data.kdd99 import read_kdd_file
 from fdagmm.data.loading import load_kdd
+from fdagmm.federation import client as client_module
+from fdagmm.federation.components import _quiet_lightning
+from fdagmm.federation.strategies import Strategy
+from fdagmm.run import experiment as experiment_module
+from fdagmm.run.experiment import train
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 console = Console(width=140)
@@ -55,7 +56,7 @@ def compose_config(*overrides: str):
 def training_rows(data_path: str) -> torch.Tensor:
     """Every client's training records of scenario s3, encoded (198,371 rows on the 10% file)."""
     cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
     dm.setup()
     return torch.cat([c.train_x for c in dm.clients])
 
@@ -176,7 +177,7 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     patches = [
         (client_module.Client, "update", "update", None),
         (client_module.pl.Trainer, "fit", "fit", None),
-        (server_module, "fedavg", "fedavg", None),
+        (Strategy, "aggregate", "fedavg", None),
         (experiment_module, "evaluate_global_model", "evaluation", evaluation_starts),
     ]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _, _ in patches]
@@ -246,7 +247,7 @@ def bench_scale(data_path: str) -> list[tuple[str, str, str, str]]:
 def scale_child(data_path: str) -> None:
     _quiet_lightning()
     cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = instantiate(cfg.data, scenario=dict(cfg.scenario), seed=0, train_clients=[0, 1])
+    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
     dm.setup()
     x = torch.cat([torch.cat([c.train_x, c.test_x]) for c in dm.clients])  # all 494,021 records
     dm.clients = []
