@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 
 from fdagmm.detection.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
-from fdagmm.federation.flower.partitions import write_partitions
+from fdagmm.federation.flower.partitions import ENCODED_DIR, write_partitions
 from fdagmm.federation.rounds import FederationError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ CONNECTION = "local"  # the SuperLink connection's name in $FLWR_HOME/config.tom
 ERROR_FILE = "server_error.txt"
 # No telemetry and no update check: both would call out to the internet at every start.
 QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+# Each SuperExec asks for a new task every 0.2 s rather than every second (the default): a
+# message's ClientApp starts 0.4 s sooner on average. Measured on 2 cores, an idle local
+# federation (6 processes) then uses 0.10 CPU s per second against 0.03; at 0.1 s, 0.20.
+FAST_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
 
 
 def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
@@ -57,10 +62,11 @@ def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
         with LocalFederation(flower_dir, paths, output_dir, cfg.fed.flower.timeout_s) as federation:
             federation.run(run_config, deadline_s=cfg.fed.flower.timeout_s * (cfg.fed.rounds + 1))
     finally:
-        # The stand-ins for the organisations' data (hundreds of MB on the 10% file) are
-        # rewritten by any later run; keep only what the run produced.
+        # The stand-ins for the organisations' data (hundreds of MB on the 10% file) and their
+        # encoded copies are rewritten by any later run; keep only what the run produced.
         for path in paths:
             path.unlink(missing_ok=True)
+        shutil.rmtree(output_dir / ENCODED_DIR, ignore_errors=True)
     return _checked_results(output_dir, cfg)
 
 
@@ -132,7 +138,7 @@ class LocalFederation:
         self.timeout_s = timeout_s
         self.logs = flower_dir / "logs"
         self.bin = Path(sys.executable).parent
-        self.env = {**os.environ, **QUIET_ENV, "FLWR_HOME": str(flower_dir / "home")}
+        self.env = {**os.environ, **QUIET_ENV, **FAST_ENV, "FLWR_HOME": str(flower_dir / "home")}
         # Flower's processes start their helpers by name (flower-superexec, flwr-serverapp,
         # flwr-clientapp): find them beside this interpreter even when its environment is
         # not activated (a cron job, an IDE, a systemd unit calling .venv/bin/python).
