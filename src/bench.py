@@ -5,7 +5,9 @@
    that bare loop, to show what the Trainer's per-step machinery costs;
 2. federated round: where a round's time goes outside client training;
 3. data: parsing the KDDCUP99 file against loading the parse cache;
-4. scale: one epoch over 4.9 M rows (the 10% file 10 times), its time and peak memory.
+4. scale: one epoch over 4.9 M rows (the 10% file 10 times), its time and peak memory;
+5. Flower (``--flower``): a round through a SuperLink and SuperNodes on 127.0.0.1 against
+   the same round in process, and where the Flower round's time goes.
 Each prints its figures; nothing here passes or fails.
 """
 
@@ -15,6 +17,7 @@ import argparse
 import contextlib
 import gzip
 import io
+import json
 import logging
 import math
 import resource
@@ -33,16 +36,17 @@ from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from fdagmm.federation import client as client_module
-from fdagmm.run import experiment as experiment_module
-from fdagmm.federation import inprocess as inprocess_module
-from fdagmm.federation import strategies as strategies_module
 from fdagmm.config import build, register_configs
 from fdagmm.data.datamodule import batch_loader
-from fdagmm.federation.components import _quiet_lightning
-from fdagmm.run.experiment import train
 from fdagmm.data.kdd99 import read_kdd_file
 from fdagmm.data.loading import load_kdd
+from fdagmm.federation import client as client_module
+from fdagmm.federation import inprocess as inprocess_module
+from fdagmm.federation.components import _quiet_lightning
+from fdagmm.federation.strategies import Strategy
+from fdagmm.run import experiment as experiment_module
+from fdagmm.run.experiment import train
+from fdagmm.tracking import RoundLog
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 console = Console(width=140)
@@ -178,7 +182,7 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     patches = [
         (client_module.Client, "update", "update", None),
         (client_module.pl.Trainer, "fit", "fit", None),
-        (strategies_module.FedAvg, "aggregate", "fedavg", None),
+        (Strategy, "aggregate", "fedavg", None),
         (experiment_module, "evaluate_global_model", "evaluation", evaluation_starts),
     ]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _, _ in patches]
@@ -232,6 +236,74 @@ def bench_data(data_path: str) -> list[tuple[str, str, str, str]]:
         ("data: parse the 10% file vs load the cache", f"{parse:.2f} s (parse)", f"{cached:.3f} s (cache)", f"{parse / cached:.0f}x"),
         ("data: entries after the file changed", "1 before", f"{entries} after", "invalidated" if entries == 2 else "NOT invalidated"),
     ]
+
+
+# A round's parts in Flower, from flower/timings.json: the marks each ClientApp records
+# (client_app.py, client_round.py) between the server's push and its receipt of the replies.
+FLOWER_PARTS = (
+    ("pushed", "spawned", "waiting for the SuperNode to start a ClientApp (its 3 s idle poll, SuperExec's poll)"),
+    ("spawned", "loaded", "process start: interpreter, Flower's runtime, fetching the message"),
+    ("loaded", "imported", "imports: torch, Lightning, scikit-learn, the project"),
+    ("imported", "data", "data: the memory-mapped encoded partition, client set-up"),
+    ("data", "evaluated", "evaluation: an earlier round's test, statistics"),
+    ("evaluated", "trained", "training (Client.update)"),
+    ("trained", "received", "reply: process exit, SuperNode's 0.5 s push poll, server's poll"),
+)
+
+
+def bench_flower(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
+    """The same federation (s3) in process and through Flower (SuperLink and SuperNodes on
+    127.0.0.1): time per round side by side, the Flower round's parts, and whether the two
+    metrics.json files are identical."""
+    import importlib.util
+
+    if importlib.util.find_spec("flwr") is None:
+        return [("Flower: skipped", 'Flower is not installed: pip install -e ".[flower]"', "", "")]
+    results, walls, between = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in ("inprocess", "flower"):
+            ends: list[float] = []
+            record = RoundLog.record
+
+            def timed_record(self, *args, **kwargs):
+                ends.append(time.perf_counter())
+                return record(self, *args, **kwargs)
+
+            out_dir = Path(tmp) / backend
+            cfg = compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"fed.backend={backend}", f"paths.output_dir={out_dir}")
+            RoundLog.record = timed_record
+            started = time.perf_counter()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    results[backend] = train(cfg)
+            finally:
+                RoundLog.record = record
+            walls[backend] = time.perf_counter() - started
+            between[backend] = [b - a for a, b in zip(ends, ends[1:])]
+        timings = json.loads((Path(tmp) / "flower" / "flower" / "timings.json").read_text())["messages"]
+    # Steady state: the training messages after the first (each trains one round and carries
+    # the evaluation parts of earlier rounds).
+    steady = [m for m in timings if 2 <= m["message"] <= rounds] or timings
+    intervals = [b["pushed"] - a["pushed"] for a, b in zip(timings, timings[1:]) if 2 <= a["message"] <= rounds]
+    flower_round = statistics.median(intervals or [m["received"] - m["pushed"] for m in steady])
+    inprocess_round = statistics.median(between["inprocess"])
+    rows = [
+        (f"Flower: time per round, s3 (median of rounds 2..{rounds})", f"{inprocess_round:.2f} s (in process)", f"{flower_round:.2f} s (Flower)", f"{flower_round / inprocess_round:.1f}x"),
+        (f"Flower: whole run / {rounds} rounds (start-up included)", f"{walls['inprocess'] / rounds:.2f} s (in process)", f"{walls['flower'] / rounds:.2f} s (Flower)", f"{walls['flower'] / walls['inprocess']:.1f}x"),
+    ]
+    parts: dict[str, list[float]] = {label: [] for _, _, label in FLOWER_PARTS}
+    for m in steady:
+        # The client the round waited for: the one whose ClientApp finished last.
+        last = max(m["clients"].values(), key=lambda c: c["trained"])
+        marks = {**last, "pushed": m["pushed"], "received": m["received"]}
+        for start, end, label in FLOWER_PARTS:
+            parts[label].append(marks[end] - marks[start])
+    for label, values in parts.items():
+        v = statistics.median(values)
+        rows.append((f"Flower round: {label}", f"{v:.2f} s", f"{v / flower_round:.0%} of the round", ""))
+    same = results["flower"] == results["inprocess"]
+    rows.append(("Flower: metrics.json identical to the in-process run's", "", "yes" if same else "NO", ""))
+    return rows
 
 
 def bench_scale(data_path: str) -> list[tuple[str, str, str, str]]:
@@ -312,6 +384,9 @@ def main() -> None:
     parser.add_argument("--data", default="data/kddcup.data_10_percent.gz", help="the KDDCUP99 10%% file")
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path (median)")
     parser.add_argument("--rounds", type=int, default=4, help="federated rounds timed")
+    parser.add_argument("--flower", action="store_true", help="add the Flower section (SuperLink + SuperNodes; minutes)")
+    parser.add_argument("--flower-rounds", type=int, default=5, help="rounds of the Flower section's runs")
+    parser.add_argument("--only-flower", action="store_true", help="the Flower section alone")
     parser.add_argument("--scale-child", metavar="DATA", help=argparse.SUPPRESS)
     parser.add_argument("--clients-child", nargs=3, metavar=("DATA", "K", "ROUNDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -331,15 +406,20 @@ def main() -> None:
     table = Table(title="FDAGMM performance")
     for column in ("target", "baseline / figure", "project / detail", "ratio"):
         table.add_column(column)
-    x = training_rows(args.data)
-    console.print(f"training rows: {len(x):,} x {x.shape[1]}")
-    for row in [
-        *bench_training_step(x, args.repeats),
-        *bench_round(args.data, args.rounds),
-        *bench_clients(args.data, 2),
-        *bench_data(args.data),
-        *bench_scale(args.data),
-    ]:
+    rows = []
+    if not args.only_flower:
+        x = training_rows(args.data)
+        console.print(f"training rows: {len(x):,} x {x.shape[1]}")
+        rows += [
+            *bench_training_step(x, args.repeats),
+            *bench_round(args.data, args.rounds),
+            *bench_clients(args.data, 2),
+            *bench_data(args.data),
+            *bench_scale(args.data),
+        ]
+    if args.flower or args.only_flower:
+        rows += bench_flower(args.data, args.flower_rounds)
+    for row in rows:
         table.add_row(*row)
     console.print(table)
 

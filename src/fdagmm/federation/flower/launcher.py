@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 
 from fdagmm.detection.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
-from fdagmm.federation.flower.partitions import write_partitions
+from fdagmm.federation.flower.partitions import ENCODED_DIR, write_partitions
 from fdagmm.federation.rounds import FederationError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ CONNECTION = "local"  # the SuperLink connection's name in $FLWR_HOME/config.tom
 ERROR_FILE = "server_error.txt"
 # No telemetry and no update check: both would call out to the internet at every start.
 QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+# Each SuperExec asks for a new task every 0.2 s rather than every second (the default): a
+# message's ClientApp starts 0.4 s sooner on average. Measured on 2 cores, an idle local
+# federation (6 processes) then uses 0.10 CPU s per second against 0.03; at 0.1 s, 0.20.
+FAST_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
 
 
 def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
@@ -57,10 +62,11 @@ def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
         with LocalFederation(flower_dir, paths, output_dir, cfg.fed.flower.timeout_s) as federation:
             federation.run(run_config, deadline_s=cfg.fed.flower.timeout_s * (cfg.fed.rounds + 1))
     finally:
-        # The stand-ins for the organisations' data (hundreds of MB on the 10% file) are
-        # rewritten by any later run; keep only what the run produced.
+        # The stand-ins for the organisations' data (hundreds of MB on the 10% file) and their
+        # encoded copies are rewritten by any later run; keep only what the run produced.
         for path in paths:
             path.unlink(missing_ok=True)
+        shutil.rmtree(output_dir / ENCODED_DIR, ignore_errors=True)
     return _checked_results(output_dir, cfg)
 
 
@@ -132,7 +138,11 @@ class LocalFederation:
         self.timeout_s = timeout_s
         self.logs = flower_dir / "logs"
         self.bin = Path(sys.executable).parent
-        self.env = {**os.environ, **QUIET_ENV, "FLWR_HOME": str(flower_dir / "home")}
+        self.env = {**os.environ, **QUIET_ENV, **FAST_ENV, "FLWR_HOME": str(flower_dir / "home")}
+        # Flower's processes start their helpers by name (flower-superexec, flwr-serverapp,
+        # flwr-clientapp): find them beside this interpreter even when its environment is
+        # not activated (a cron job, an IDE, a systemd unit calling .venv/bin/python).
+        self.env["PATH"] = os.pathsep.join([str(self.bin), *filter(None, [os.environ.get("PATH")])])
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:
@@ -209,9 +219,9 @@ class LocalFederation:
         ``flwr run`` exits 0 whatever the ServerApp does, so the run's status decides.
         """
         submitted = json.loads(self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", str(run_config), "--format", "json", timeout_s=self.timeout_s))
-        if not submitted.get("success", True) or "run-id" not in submitted:
-            why = " ".join(str(submitted.get("error-message", submitted)).split())
-            raise FederationError(f"flwr run did not start the run: {why}")
+        if not submitted.get("success"):  # flwr run exits 0 on some failures; its JSON says so
+            reason = (str(submitted.get("error-message", "")).strip().splitlines() or ["no reason given"])[-1]
+            raise FederationError(f"flwr run failed: {reason}")
         run_id = submitted["run-id"]
         log.info("Flower run %s submitted; SuperLink and SuperNode logs in %s", run_id, self.logs)
         deadline = time.monotonic() + deadline_s
@@ -222,14 +232,17 @@ class LocalFederation:
             )
         self.processes.append(streamer)
         progress = RoundLines(self.logs / "run.log")
-        while (status := self.status(run_id)).split(":")[0] != "finished":
+        # `flwr log --stream` ends when the run finishes: wait for that rather than asking
+        # `flwr list` every second (each call is a Python process costing ~2 s of CPU, taken
+        # from the federation's own processes on a small machine).
+        while (status := "running" if streamer.poll() is None else self.status(run_id)).split(":")[0] != "finished":
             progress.forward()
             if time.monotonic() > deadline:
                 raise FederationError(f"Flower run {run_id} still {status} after {deadline_s:.0f} s: see {self.logs}")
             for p in self.processes[:-1]:
                 if p.poll() is not None:
                     raise FederationError(f"a Flower process exited during run {run_id}: see {self.logs}")
-            time.sleep(1.0)
+            time.sleep(0.2 if streamer.poll() is None else 5.0)  # 5 s: a stream that ended early
         progress.forward()
         if status != "finished:completed":
             error = self.output_dir / "flower" / ERROR_FILE

@@ -3,19 +3,18 @@ and evaluation.
 
 First every SuperNode describes its data (``query.describe``): its client id, record counts
 and the min/max of its training records, which combine into the federation's scaling bounds.
-Per round (``FdagmmRounds.start``): the sampled clients train from the global weights
-(``train``); the run's ``Strategy`` aggregates the usable updates, exactly as in process;
-after an evaluated round each client that feeds the mixture reports its GMM statistics
-(``evaluate``), and the evaluated client measures its test set with their sum
-(``query.test``); after the last round every client does. The server writes metrics.json
-and its TensorBoard events into the run dir, as the in-process backend does.
+Then one message per client per round (``FdagmmRounds``): the sampled clients train from
+the global weights and the run's ``Strategy`` aggregates the usable updates, exactly as in
+process; the mixture statistics and the evaluated client's test ride on the following
+messages. The server writes metrics.json and its TensorBoard events into the run dir, as
+the in-process backend does, and ``flower/timings.json``: when each message was sent and
+answered, and how long each ClientApp spent on each part (``make bench``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from flwr.app import (
@@ -24,12 +23,11 @@ from flwr.app import (
     Context,
     Message,
     MessageType,
-    MetricRecord,
     RecordDict,
 )
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
 from omegaconf import DictConfig
+from torch import Tensor
 
 from fdagmm.config import n_clients_of, train_clients_of
 from fdagmm.data.features import FeatureEncoder, ScalingStats
@@ -60,59 +58,156 @@ from fdagmm.federation.rounds import (
     unusable_reason,
 )
 from fdagmm.federation.strategies import ClientUpdate, Strategy
-from fdagmm.tracking import RoundLog, write_results
+from fdagmm.tracking import RoundLog, write_json_atomic, write_results
 
 app = ServerApp()
 log = logging.getLogger(__name__)
 
 
-class FdagmmRounds(FedAvg):
-    """Flower's round loop (``FedAvg.start``) around this project's strategy, sampling,
-    mixture and evaluation: Flower moves the messages, ``strategy`` decides the weights."""
+# How often the server asks the SuperLink for replies: Grid.send_and_receive sleeps 3 s,
+# which a round would wait 1.5 s on average; each request costs a few ms of CPU.
+POLL_S = 0.2
+# Under <output-dir>/flower/: per message, when it was sent and answered, and each
+# ClientApp's parts (epoch seconds).
+TIMINGS_FILE = "timings.json"
+
+
+def exchange(grid: Grid, messages: list[Message], timeout_s: float) -> list[Message]:
+    """``grid.send_and_receive``, polling for the replies every ``POLL_S`` seconds."""
+    pending = set(grid.push_messages(messages))
+    deadline = time.monotonic() + timeout_s
+    replies: list[Message] = []
+    while pending and time.monotonic() < deadline:
+        got = list(grid.pull_messages(pending))
+        replies += got
+        pending -= {msg.metadata.reply_to_message_id for msg in got}
+        if pending:
+            time.sleep(POLL_S)
+    return replies
+
+
+class FdagmmRounds:
+    """The run's rounds over Flower, one message per client per round.
+
+    Message t (t = 1..R) carries theta_{t-1}: the sampled clients train from it (the run's
+    ``Strategy`` aggregates their updates into theta_t, exactly as in process); after an
+    evaluated round t-1 the mixture clients report their GMM statistics under it; and after
+    an evaluated round t-2 the evaluated client measures its test set under theta_{t-2}
+    with the summed statistics of the previous message. Two messages after the last round
+    finish the evaluation (statistics under theta_R, then every client's test). So a round
+    costs one message, not three, and its record (metrics.json's history, the round line)
+    is written when its test metrics arrive, two messages later.
+    """
 
     def __init__(
-        self, cfg: DictConfig, strategy: Strategy, node_of: dict[int, int], scaling: ArrayRecord, rounds: RoundLog, grid: Grid
+        self, cfg: DictConfig, grid: Grid, strategy: Strategy, node_of: dict[int, int], scaling: ArrayRecord, rounds: RoundLog
     ):
         self.cfg = cfg
+        self.grid = grid
         self.strategy = strategy
-        self.scaling = scaling  # the federation's scaling bounds, sent with every message
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
+        self.scaling = scaling  # the federation's scaling bounds, sent with every message
+        self.rounds = rounds
         self.train_clients = train_clients_of(cfg)
         self.mixture_clients = mixture_clients(cfg.fed.gmm_stats, cfg.method.eval_client, self.train_clients)
-        self.rounds = rounds
-        self.grid = grid
-        self.global_state: dict | None = None  # the round's starting weights, for the strategy
-        self.sampled: list[int] = []
-        self.losses: dict[str, float] = {}
-        self.extra: dict[str, object] = {}
-        self.mixture_stats: ArrayRecord | None = None
+        self.states: dict[int, dict[str, Tensor]] = {}  # theta_t, for the rounds still to be tested
+        self.mixture_stats: dict[int, ArrayRecord] = {}  # round -> the federation's summed GMM statistics
+        self.unrecorded: dict[int, tuple[dict[str, float], dict[str, object]]] = {}  # round -> losses, extra
+        self.metrics: dict[int, dict[str, float]] = {}  # round -> the evaluated client's test metrics
         self.final: dict[str, float] | None = None
         self.per_client: dict[str, dict[str, float]] = {}
-        n = len(self.train_clients)
-        super().__init__(min_train_nodes=1, min_evaluate_nodes=len(self.mixture_clients), min_available_nodes=n)
+        self.timings: list[dict[str, object]] = []  # per message, for the round's breakdown
 
-    def _messages(self, clients: list[int], message_type: str, **records: ArrayRecord | ConfigRecord) -> list[Message]:
-        content = RecordDict({**records, "scaling": self.scaling})
-        return [Message(content, dst_node_id=self.node_of[k], message_type=message_type) for k in clients]
+    def run(self, initial: dict[str, Tensor]) -> None:
+        self.states[0] = initial
+        total = self.cfg.fed.rounds
+        for t in range(1, total + 3):
+            self.message(t, total)
+        if self.unrecorded:
+            raise FederationError(f"rounds {sorted(self.unrecorded)} were never tested")
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        config["server-round"] = server_round
-        self.global_state = arrays.to_torch_state_dict()
-        self.sampled = sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, server_round)
-        return self._messages(self.sampled, MessageType.TRAIN, arrays=arrays, config=config)
+    def message(self, t: int, total: int) -> None:
+        """Message t: train round t, statistics of round t-1, test of round t-2 (where due)."""
+        evaluated = [s for s in (t - 1, t - 2) if 1 <= s <= total and self.rounds.evaluates(s)]
+        stats_round = t - 1 if t - 1 in evaluated else 0
+        test_round = t - 2 if t - 2 in evaluated else 0
+        eval_client = self.cfg.method.eval_client
+        trainers = sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, t) if t <= total else []
+        stats_clients = self.mixture_clients if stats_round else []
+        testers = sorted(self.node_of) if test_round == total else [eval_client] if test_round else []
+        final = test_round == total
+        messages = []
+        for k in sorted({*trainers, *stats_clients, *testers}):
+            config = ConfigRecord(
+                {
+                    "server-round": t,
+                    "train": k in trainers,
+                    "stats": k in stats_clients,
+                    "test-round": test_round if k in testers else 0,
+                    "final": final,
+                    "own-mixture": final and self.cfg.fed.gmm_stats == "local",
+                    # The evaluated client keeps its personal layers for round t-1's test.
+                    "keep-personal": k == eval_client and k in trainers and stats_round > 0,
+                }
+            )
+            content = RecordDict({"config": config, "scaling": self.scaling})
+            if k in trainers or k in stats_clients:
+                content["arrays"] = ArrayRecord(self.states[t - 1])
+            if k in testers:
+                content["test-arrays"] = ArrayRecord(self.states[test_round])
+                if test_round in self.mixture_stats:
+                    content["gmm-stats"] = self.mixture_stats[test_round]
+            message_type = MessageType.TRAIN if k in trainers else MessageType.EVALUATE
+            messages.append(Message(content, dst_node_id=self.node_of[k], message_type=message_type, group_id=str(t)))
+        pushed = time.time()
+        replies = exchange(self.grid, messages, self.cfg.fed.flower.timeout_s)
+        received = time.time()
+        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
+        self.timings.append(
+            {"message": t, "pushed": pushed, "received": received, "clients": {
+                str(k): dict(msg.content["timing"]) for k, msg in replied.items() if not msg.has_error() and "timing" in msg.content
+            }}
+        )
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """The strategy's aggregate of the usable updates, in client order; failed or
+        def reply_of(k: int, what: str, round_idx: int) -> Message:
+            msg = replied.get(k)
+            if msg is None or msg.has_error():
+                why = f"no reply within fed.flower.timeout_s={self.cfg.fed.flower.timeout_s}" if msg is None else msg.error.reason
+                raise FederationError(f"round {round_idx}: client {k} returned no {what} ({why})")
+            return msg
+
+        if test_round:
+            by_client = {
+                k: {key: float(v) for key, v in reply_of(k, "test metrics", test_round).content["test-metrics"].items()}
+                for k in testers
+            }
+            self.metrics[test_round] = by_client[eval_client]
+            if final:
+                self.final = by_client[eval_client]
+                self.per_client = {f"client{k}": m for k, m in sorted(by_client.items())}
+            del self.states[test_round]
+        if stats_round:
+            stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
+            self.mixture_stats[stats_round] = gmm_stats_record(sum(stats[1:], stats[0]))
+        if trainers:
+            self.states[t] = self.aggregate(t, trainers, replied)
+        if not (t - 1 >= 1 and self.rounds.evaluates(t - 1)):
+            self.states.pop(t - 1, None)  # no test will need it
+        self.record_ready()
+
+    def aggregate(self, t: int, trainers: list[int], replied: dict[int, Message]) -> dict[str, Tensor]:
+        """theta_t: the strategy's aggregate of the usable updates, in client order; failed or
         non-finite ones are left out."""
         updates, rejected = [], {}
-        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
-        for k in self.sampled:
+        for k in trainers:
             msg = replied.get(k)
             if msg is None:
                 rejected[k] = f"no reply within fed.flower.timeout_s={self.cfg.fed.flower.timeout_s}"
             elif msg.has_error():
                 rejected[k] = msg.error.reason
+            elif "train-error" in msg.content:
+                rejected[k] = str(msg.content["train-error"]["reason"])
             else:
                 metrics = msg.content["metrics"]
                 update = ClientUpdate(
@@ -125,70 +220,18 @@ class FdagmmRounds(FedAvg):
                     rejected[k] = reason
                 else:
                     updates.append(update)
-        require_min_clients(server_round, len(updates), len(self.sampled), rejected, self.cfg.fed.min_clients)
-        self.losses, self.extra = round_record(updates, rejected, self.sampled, len(self.train_clients))
-        new_state = self.strategy.aggregate(self.global_state, updates)
-        return ArrayRecord(new_state), MetricRecord({f"train-loss-{k}": v for k, v in self.losses.items()})
+        require_min_clients(t, len(updates), len(trainers), rejected, self.cfg.fed.min_clients)
+        self.unrecorded[t] = round_record(updates, rejected, trainers, len(self.train_clients))
+        return self.strategy.aggregate(self.states[t - 1], updates)
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        if not self.rounds.evaluates(server_round):
-            return []
-        return self._messages(self.mixture_clients, MessageType.EVALUATE, arrays=arrays)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        """The federation's GMM statistics: the sum of every mixture client's, in client order."""
-        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
-        stats = []
-        for k in self.mixture_clients:
-            msg = replied.get(k)
-            if msg is None or msg.has_error():
-                why = "no reply" if msg is None else msg.error.reason
-                raise FederationError(f"round {server_round}: client {k} sent no GMM statistics ({why})")
-            stats.append(gmm_stats_from_record(msg.content["gmm-stats"]))
-        total = sum(stats[1:], stats[0])
-        self.mixture_stats = gmm_stats_record(total)
-        return MetricRecord({"gmm-records": total.n})
-
-    def _test(self, server_round: int, arrays: ArrayRecord, clients: list[int], final: bool) -> dict[int, dict[str, float]]:
-        """Test metrics of ``clients`` under the global model (``query.test``)."""
-        own_mixture = self.cfg.fed.gmm_stats == "local"
-        replies = self.grid.send_and_receive(
-            self._messages(
-                clients,
-                f"{MessageType.QUERY}.test",
-                arrays=arrays,
-                **{"gmm-stats": self.mixture_stats},
-                config=ConfigRecord({"server-round": server_round, "final": final, "own-mixture": own_mixture and final}),
-            ),
-            timeout=self.cfg.fed.flower.timeout_s,
-        )
-        replied = {self.client_of[msg.metadata.src_node_id]: msg for msg in replies}
-        metrics = {}
-        for k in clients:
-            reply = replied.get(k)
-            if reply is None or reply.has_error():
-                why = "no reply" if reply is None else reply.error.reason
-                raise FederationError(f"round {server_round}: client {k} returned no test metrics ({why})")
-            metrics[k] = {key: float(v) for key, v in reply.content["metrics"].items()}
-        return metrics
-
-    def test_global_model(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        """``evaluate_fn`` of ``start``: the evaluated client's test metrics (every client's
-        after the last round), and the round's record."""
-        if server_round == 0:
-            return None
-        metrics: dict[str, float] = {}
-        if self.rounds.evaluates(server_round):
-            final = server_round == self.cfg.fed.rounds
-            eval_client = self.cfg.method.eval_client
-            clients = list(self.node_of) if final else [eval_client]
-            by_client = self._test(server_round, arrays, sorted(clients), final)
-            metrics = by_client[eval_client]
-            if final:
-                self.final = metrics
-                self.per_client = {f"client{k}": m for k, m in sorted(by_client.items())}
-        self.rounds.record(server_round, self.losses, metrics, **self.extra)
-        return MetricRecord(metrics) if metrics else None
+    def record_ready(self) -> None:
+        """Record the rounds, in order, whose test metrics are in (or that are not tested)."""
+        while self.unrecorded:
+            s = min(self.unrecorded)
+            if self.rounds.evaluates(s) and s not in self.metrics:
+                return
+            losses, extra = self.unrecorded.pop(s)
+            self.rounds.record(s, losses, self.metrics.pop(s, {}), **extra)
 
 
 def describe_clients(
@@ -203,7 +246,7 @@ def describe_clients(
         time.sleep(0.5)
     messages = [Message(RecordDict(), dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
     node_of, counts, scaling = {}, {}, {}
-    for reply in grid.send_and_receive(messages, timeout=timeout_s):
+    for reply in exchange(grid, messages, timeout_s):
         if reply.has_error():
             raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not describe its data: {reply.error.reason}")
         m = reply.content["metrics"]
@@ -244,15 +287,10 @@ def main(grid: Grid, context: Context) -> None:
         # The federation's scaling bounds: those of the union of the training clients' records.
         bounds = ScalingStats.combine([scaling[k] for k in train_clients_of(cfg)])
         net = build_local_training(cfg, FeatureEncoder(bounds).dim).build_module().net
-        loop = FdagmmRounds(cfg, build_strategy(cfg, net), node_of, scaling_record(bounds), rounds, grid)
-        loop.start(
-            grid,
-            ArrayRecord(net.state_dict()),
-            num_rounds=cfg.fed.rounds,
-            timeout=cfg.fed.flower.timeout_s,
-            evaluate_fn=loop.test_global_model,
-        )
+        loop = FdagmmRounds(cfg, grid, build_strategy(cfg, net), node_of, scaling_record(bounds), rounds)
+        loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         write_results(output_dir, run_info(cfg), hparams(cfg), rounds, {"own": loop.final}, "own", loop.per_client, counts)
+        write_json_atomic(output_dir / "flower" / TIMINGS_FILE, {"messages": loop.timings})
     except Exception as e:
         message = str(e) if isinstance(e, FdagmmError) else f"{type(e).__name__}: {e}"
         (output_dir / "flower").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,180 @@
+"""How the Flower backend runs: its one-message-per-round protocol against the in-process
+backend (the apps driven in this process through an in-memory Grid), and the real processes
+it starts and what they need from the environment, on a small slice of the real file.
+
+Skipped when Flower is not installed, unless FDAGMM_REQUIRE_FLOWER=1 (set by CI).
+"""
+
+import gzip
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("flwr") is None and os.environ.get("FDAGMM_REQUIRE_FLOWER") != "1":
+    pytest.skip('Flower is not installed: pip install -e ".[flower]"', allow_module_level=True)
+
+from flwr.app import Context, Error, Message, RecordDict  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from hydra import compose, initialize  # noqa: E402
+
+from fdagmm.federation.client import Client  # noqa: E402
+from fdagmm.federation.flower import client_app, server_app  # noqa: E402
+from fdagmm.federation.flower.launcher import flower_processes  # noqa: E402
+from fdagmm.federation.flower.partitions import write_partitions  # noqa: E402
+from fdagmm.federation.flower.records import CONFIG_KEY, OUTPUT_DIR_KEY, config_to_json  # noqa: E402
+from fdagmm.run.experiment import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.flower, pytest.mark.slow]
+SERVER_NODE = 0
+
+
+@pytest.fixture(scope="module")
+def kdd_tiny(kdd_lines, tmp_path_factory) -> Path:
+    """Every 64th record of the real file (7,720 records): enough for both clients of s4."""
+    path = tmp_path_factory.mktemp("data") / "kdd_tiny.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.writelines(kdd_lines[::64])
+    return path
+
+
+class InMemoryGrid(Grid):
+    """A Grid that hands each message to the ClientApp in this process, with one Context per
+    node kept across messages (as a SuperNode keeps ``context.state``); a handler's exception
+    becomes an error reply, as Flower's runtime makes it. Flower's own Message constructor
+    needs the task identity it reads in a ClientApp or ServerApp process."""
+
+    def __init__(self, contexts: dict[int, Context]):
+        self.contexts = contexts
+        self.replies: dict[str, Message] = {}
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, SERVER_NODE, 1
+
+    def set_run(self, run) -> None:
+        raise NotImplementedError
+
+    @property
+    def run(self):
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs) -> Message:
+        raise NotImplementedError
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages) -> list[str]:
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = msg.object_id
+            TaskIdentity.node_id = msg.metadata.dst_node_id
+            try:
+                reply = client_app.app(msg, self.contexts[msg.metadata.dst_node_id])
+            except Exception as e:
+                reply = Message(Error(0, f"{type(e).__name__}: {e}"), reply_to=msg)
+            finally:
+                TaskIdentity.node_id = SERVER_NODE
+            self.replies[msg.object_id] = reply
+            ids.append(msg.object_id)
+        return ids
+
+    def pull_messages(self, message_ids) -> list[Message]:
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages, *, timeout=None) -> list[Message]:
+        return self.pull_messages(self.push_messages(messages))
+
+
+def _cfg(*overrides: str):
+    with initialize(version_base="1.3", config_path="../../conf"):
+        return compose(config_name="config", overrides=["data.cache_dir=null", "trainer.accelerator=cpu", *overrides])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["scenario=s4", "fed.rounds=3"],
+        # Sampling among K clients, and personal layers across the delayed test.
+        ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2", "fed.rounds=4"],
+        # Sparse evaluation, each client's own mixture, server optimiser state.
+        ["scenario=s4", "fed.rounds=3", "eval.every_n_rounds=2", "fed.gmm_stats=local", "strategy=fedadam"],
+    ],
+    ids=["s4", "fedper-sampled-k3", "sparse-local-fedadam"],
+)
+def test_one_message_per_round_gives_the_inprocess_results(kdd_tiny, tmp_path, overrides):
+    """Statistics and tests riding on later messages: the same metrics.json as in process,
+    history and per-client results included."""
+    _assert_backends_agree(tmp_path, f"data.path={kdd_tiny}", *overrides)
+
+
+def test_a_client_whose_training_fails_is_left_out_as_in_process(kdd_tiny, tmp_path, monkeypatch):
+    """Its reply still carries the evaluation parts; the round goes on without its update."""
+    update = Client.update
+
+    def failing(self, global_state, round_idx):
+        if self.client_id == 1 and round_idx == 2:
+            raise RuntimeError("disk full")
+        return update(self, global_state, round_idx)
+
+    monkeypatch.setattr(Client, "update", failing)
+    metrics = _assert_backends_agree(tmp_path, f"data.path={kdd_tiny}", "scenario=s4", "fed.rounds=3")
+    assert metrics["history"][1]["excluded_clients"] == {"1": "RuntimeError: disk full"}
+
+
+def _assert_backends_agree(tmp_path: Path, *overrides: str) -> dict:
+    """Run in process, then through the Flower apps over an InMemoryGrid; returns metrics.json."""
+    train(_cfg(*overrides, f"paths.output_dir={tmp_path / 'inprocess'}"))
+    out = tmp_path / "flower"
+    cfg = _cfg(*overrides, "fed.backend=flower", f"paths.output_dir={out}")
+    paths, _ = write_partitions(cfg, out / "flower" / "partitions")
+    run_config = {CONFIG_KEY: config_to_json(cfg), OUTPUT_DIR_KEY: str(out)}
+    contexts = {
+        100 + k: Context(run_id=1, node_id=100 + k, node_config={"data-path": str(p), "output-dir": str(out)}, state=RecordDict(), run_config=run_config)
+        for k, p in enumerate(paths)
+    }
+    package = logging.getLogger("fdagmm")
+    saved = package.handlers[:], package.level, package.propagate  # the ServerApp takes over the package's logging
+    try:
+        server_app.main(InMemoryGrid(contexts), Context(run_id=1, node_id=SERVER_NODE, node_config={}, state=RecordDict(), run_config=run_config))
+    finally:
+        package.handlers[:], package.level, package.propagate = saved
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads((tmp_path / "inprocess" / "metrics.json").read_text())
+    timings = json.loads((out / "flower" / "timings.json").read_text())["messages"]
+    assert [m["message"] for m in timings] == list(range(1, cfg.fed.rounds + 3))  # one message a round, two to finish
+    return metrics
+
+
+def _train(run_dir: Path, data: Path, env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", f"data.path={data}",
+             "data.cache_dir=null", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", *overrides],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:  # a run killed by the timeout cannot stop its own processes
+        for pid in flower_processes(run_dir / "flower" / "home"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_runs_with_the_venv_python_called_directly(kdd_tiny, tmp_path):
+    """`.venv/bin/python src/train.py ...` with the venv's bin/ not on PATH (cron, IDEs,
+    systemd): every Flower executable, and whatever those start, is found beside the interpreter."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    dirs = [d for d in env.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "flower-superexec").exists()]
+    env["PATH"] = os.pathsep.join(dirs) or os.defpath
+    assert shutil.which("flower-superexec", path=env["PATH"]) is None  # what the test is about
+
+    result = _train(tmp_path, kdd_tiny, env, "fed.rounds=1")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["history"]] == [1]
+    assert flower_processes(tmp_path / "flower" / "home") == []
