@@ -15,10 +15,12 @@ import pandas as pd
 
 from fdagmm.data.kdd99 import KDD99
 
-# A scaled value (training range = [0, 1]) beyond this bound, a million training spans outside
-# the range, is out of range: the encoder clips it there, so that the network sees a finite
-# input whose square still fits float32 (1e308 bytes would overflow to inf, and the energy to NaN).
-OUT_OF_RANGE = 1e6
+# A scaled value (training range = [0, 1]) beyond this bound, 1e12 training spans outside the
+# range, is out of range: the encoder clips it there, so that the network sees a finite input
+# whose square still fits float32 (1e308 bytes would overflow to inf, and the energy to NaN).
+# No real record comes near: KDDCUP99's largest value is 1.4e9 bytes, and a method trained on
+# smurf and neptune alone (dst_bytes always 0) sees normal traffic at 5e6 training spans.
+OUT_OF_RANGE = 1e12
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ SEEDS = st.integers(0, 2**32 - 1)
 
 
 def _inputs(low: float, high: float) -> st.SearchStrategy[np.ndarray]:
-    """Encoded records (float32, as the encoder writes them) with values in [low, high]."""
-    elements = st.floats(low, high, width=32)
+    """Encoded records (float32, as the encoder writes them) with values in [low, high] (each
+    bound rounded to float32, as the encoder's clipped values are)."""
+    elements = st.floats(float(np.float32(low)), float(np.float32(high)), width=32)
     return st.integers(1, 16).flatmap(lambda n: arrays(np.float32, (n, INPUT_DIM), elements=elements, fill=elements))
 
 
