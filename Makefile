@@ -7,6 +7,9 @@ KDD_FILE ?= ../shared/data/kddcup.data_10_percent.gz
 # Optional dependency groups for `make install` (.ci/run adds flower: EXTRAS=dev,flower).
 EXTRAS ?= dev
 
+# `make bench BENCH_ARGS=` leaves out the Flower section (a few minutes; skipped without Flower).
+BENCH_ARGS ?= --flower
+
 # Where `make reproduce` writes its sweep; ARGS adds Hydra overrides (ARGS="data.path=...").
 ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
@@ -43,8 +46,8 @@ reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its rep
 	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"; \
 	exit $$sweep
 
-bench:  ## performance figures against baselines run in the same process
-	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz
+bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
+	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)
 
 test:  ## the test suite, slow end-to-end tests included (property-based ones in their quick profile)
 	$(PYTHON) -m pytest
