@@ -58,12 +58,13 @@ class FeatureEncoder:
     def __init__(self, scaling: ScalingStats, categories: dict[str, list[str]] = KDD99.categories):
         self.scaling = scaling
         self.categories = categories
-        # Halves: (x/2 - min/2) / (max/2 - min/2) is exactly (x - min) / (max - min), and stays
-        # finite for training values as far apart as -1e308 and 1e308.
+        # Halves: (x/2 - min/2) / (max/2 - min/2) gives the floats of (x - min) / (max - min)
+        # (subnormal numbers aside), and stays finite for training values as far apart as
+        # -1e308 and 1e308.
         self._half_minimum = scaling.minimum / 2
         half_span = scaling.maximum / 2 - self._half_minimum
-        # A feature constant over the training records (num_outbound_cmds in the 10% file)
-        # maps to 0 rather than dividing by zero.
+        # A feature constant over the training records (num_outbound_cmds in the 10% file), or
+        # spanning less than a float64 can halve, maps to x - min rather than dividing by ~0.
         self._half_span = np.where(half_span > 0, half_span, 0.5)
         self._offsets = np.cumsum([len(KDD99.numeric_features)] + [len(v) for v in categories.values()])
 
