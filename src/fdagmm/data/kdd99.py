@@ -232,16 +232,14 @@ def _parse_chunk(lines: list[str], start: int, columns: list[str]) -> RecordChun
         dtype={c: str for c in [*KDD99.categorical_features, *columns[len(KDD99.features):]]}, **_LINE_BY_LINE,
     )  # fmt: skip
     numbers = numbers[well_formed]
-    problems = pd.Series("", index=frame.index)
-    for column in KDD99.numeric_features:
-        values = _to_numbers(frame[column])
-        invalid = ~np.isfinite(values)
-        problems[invalid & (problems == "")] = f"column {column}: missing or not a finite number"
-        frame[column] = values
-    for column in [*KDD99.categorical_features, *columns[len(KDD99.features):]]:
-        problems[frame[column].isna() & (problems == "")] = f"column {column}: missing value"
-    invalid = (problems != "").to_numpy()
-    bad += [(int(n), why) for n, why in zip(numbers[invalid], problems[invalid])]
+    numeric = np.column_stack([_to_numbers(frame[column]) for column in KDD99.numeric_features])
+    texts = [*KDD99.categorical_features, *columns[len(KDD99.features):]]
+    # (records, columns): what is wrong where; a record's first problem, in column order, is its reason.
+    problems = np.hstack([~np.isfinite(numeric), frame[texts].isna().to_numpy()])
+    reasons = [f"column {c}: missing or not a finite number" for c in KDD99.numeric_features] + [f"column {c}: missing value" for c in texts]
+    invalid = problems.any(axis=1)
+    bad += [(int(numbers[i]), reasons[problems[i].argmax()]) for i in np.flatnonzero(invalid)]
+    frame[KDD99.numeric_features] = numeric
     frame = frame[~invalid].reset_index(drop=True)
     if KDD99.label in frame:
         frame[KDD99.label] = frame[KDD99.label].str.rstrip(".")
