@@ -166,6 +166,8 @@ def validate_config(cfg: DictConfig) -> None:
     check_ranges(cfg, Config)
     _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
 
+    _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")
+
     n_clients = build(cfg.partition).num_clients
     build(cfg.strategy)
     m = cfg.method

@@ -122,8 +122,10 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process
-    backend, bit for bit here (tolerance 1e-9), the same outputs, no process left behind."""
-    common = [*setting, "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu"]
+    backend, bit for bit here (tolerance 1e-9), the same outputs, no process left behind.
+    One torch thread in both: the local launcher otherwise shares the cores out among the
+    ClientApps, and another thread count rounds reductions differently (~1e-7)."""
+    common = [*setting, "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu", "torch_threads=1"]
     runs = {}
     flower_dir = tmp_path / "flower"
     try:

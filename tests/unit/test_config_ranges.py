@@ -128,3 +128,11 @@ def test_a_value_out_of_range_is_refused_before_any_data_is_read(tmp_path, overr
 def test_a_scoring_argument_out_of_range_is_refused(key, bad):
     with pytest.raises(ConfigError, match=f"^{key} must be "):
         score_config(["model=m", "input=i", f"{key}={bad}"])
+
+
+def test_model_compile_takes_true_false_or_auto(tmp_path):
+    cfg = copy.deepcopy(_compose(()))
+    cfg.model.compile = "sometimes"
+    cfg.paths.output_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="^model.compile must be true, false or auto, got 'sometimes'$"):
+        train(cfg)

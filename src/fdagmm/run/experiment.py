@@ -29,6 +29,7 @@ from fdagmm.federation.components import (
     build_strategy,
     export_detector,
     hparams,
+    planned_training_steps,
     prepare_process,
     run_info,
 )
@@ -93,7 +94,9 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
     counts = datamodule.summary()
     log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(counts))
 
-    training = build_local_training(cfg, datamodule.input_dim)
+    training = build_local_training(
+        cfg, datamodule.input_dim, planned_training_steps(cfg, (datamodule.clients[k].n_train for k in train_clients), cfg.fed.rounds)
+    )
     module = training.build_module()
     strategy = build_strategy(cfg, module.net)
     clients = [build_client(cfg, data, training, strategy) for data in datamodule.clients]

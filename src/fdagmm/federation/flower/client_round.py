@@ -32,6 +32,7 @@ from fdagmm.federation.components import (
     build_local_training,
     build_strategy,
     export_detector,
+    planned_training_steps,
     prepare_process,
 )
 from fdagmm.federation.flower.partitions import ENCODED_DIR, encoded_partition
@@ -60,7 +61,8 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     encoder = FeatureEncoder(scaling_from_record(msg.content["scaling"]))
     output_dir = Path(str(context.node_config["output-dir"]))
     data = encoded_partition(Path(str(context.node_config["data-path"])), encoder.scaling, output_dir / ENCODED_DIR)
-    training = build_local_training(cfg, encoder.dim)
+    # A ClientApp process lives for one message: at most one round of this client's training.
+    training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
     strategy = build_strategy(cfg, training.build_module().net)
     client = build_client(cfg, data, training, strategy, output_dir / "tensorboard")
     if STATE_KEY in context.state:
