@@ -1,4 +1,4 @@
-"""What crosses the network, as Flower records: GMM and scaling statistics, the run's config."""
+"""What crosses the network, as Flower records: GMM and scaling statistics, the scaling, the run's config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flwr.app import ArrayRecord
 from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.models.dagmm import GMMStats
-from fdagmm.data.features import ScalingStats
+from fdagmm.data.features import Scaling, ScalingStats
 
 # run_config keys, declared in src/flower_app/pyproject.toml.
 CONFIG_KEY = "config"  # the resolved Hydra config, as JSON
@@ -25,7 +25,8 @@ def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
     return GMMStats(s0=t["s0"], s1=t["s1"], s2=t["s2"], n=int(t["n"]))
 
 
-def scaling_record(stats: ScalingStats) -> ArrayRecord:
+def scaling_stats_record(stats: ScalingStats) -> ArrayRecord:
+    """A client's min/max of its training records (data.scaling=federated_minmax only)."""
     return ArrayRecord(
         {
             "minimum": torch.from_numpy(stats.minimum),
@@ -35,9 +36,25 @@ def scaling_record(stats: ScalingStats) -> ArrayRecord:
     )
 
 
-def scaling_from_record(record: ArrayRecord) -> ScalingStats:
+def scaling_stats_from_record(record: ArrayRecord) -> ScalingStats:
     t = record.to_torch_state_dict()
     return ScalingStats(t["minimum"].numpy(), t["maximum"].numpy(), int(t["n_records"]))
+
+
+def scaling_record(scaling: Scaling) -> ArrayRecord:
+    """The federation's scaling, server to clients."""
+    return ArrayRecord(
+        {
+            "minimum": torch.from_numpy(scaling.minimum),
+            "maximum": torch.from_numpy(scaling.maximum),
+            "log_scaled": torch.from_numpy(scaling.log_scaled),
+        }
+    )
+
+
+def scaling_from_record(record: ArrayRecord) -> Scaling:
+    t = record.to_torch_state_dict()
+    return Scaling(t["minimum"].numpy(), t["maximum"].numpy(), t["log_scaled"].numpy())
 
 
 def config_to_json(cfg: DictConfig) -> str:
