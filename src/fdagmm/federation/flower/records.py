@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import torch
 from flwr.app import ArrayRecord
@@ -25,15 +26,13 @@ def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
     return GMMStats(s0=t["s0"], s1=t["s1"], s2=t["s2"], n=int(t["n"]))
 
 
+def _fields_record(obj: ScalingStats | Scaling) -> ArrayRecord:
+    return ArrayRecord({f.name: torch.as_tensor(getattr(obj, f.name)) for f in fields(obj)})
+
+
 def scaling_stats_record(stats: ScalingStats) -> ArrayRecord:
     """A client's min/max of its training records (data.scaling=federated_minmax only)."""
-    return ArrayRecord(
-        {
-            "minimum": torch.from_numpy(stats.minimum),
-            "maximum": torch.from_numpy(stats.maximum),
-            "n_records": torch.tensor(stats.n_records),
-        }
-    )
+    return _fields_record(stats)
 
 
 def scaling_stats_from_record(record: ArrayRecord) -> ScalingStats:
@@ -43,18 +42,11 @@ def scaling_stats_from_record(record: ArrayRecord) -> ScalingStats:
 
 def scaling_record(scaling: Scaling) -> ArrayRecord:
     """The federation's scaling, server to clients."""
-    return ArrayRecord(
-        {
-            "minimum": torch.from_numpy(scaling.minimum),
-            "maximum": torch.from_numpy(scaling.maximum),
-            "log_scaled": torch.from_numpy(scaling.log_scaled),
-        }
-    )
+    return _fields_record(scaling)
 
 
 def scaling_from_record(record: ArrayRecord) -> Scaling:
-    t = record.to_torch_state_dict()
-    return Scaling(t["minimum"].numpy(), t["maximum"].numpy(), t["log_scaled"].numpy())
+    return Scaling(**{name: t.numpy() for name, t in record.to_torch_state_dict().items()})
 
 
 def config_to_json(cfg: DictConfig) -> str:
