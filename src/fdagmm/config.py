@@ -29,6 +29,7 @@ from fdagmm.errors import ConfigError, FdagmmError, first_line
 from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION, POSITIVE, SEED, Range, check_range
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
+from fdagmm.data.features import SCALINGS
 from fdagmm.data.kdd99 import KDD99
 
 
@@ -58,6 +59,7 @@ class DataConfig:
     data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
     batch_size: int = ranged(1024, AT_LEAST_1)
+    scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max)
 
 
 @dataclass
@@ -165,6 +167,7 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
     check_ranges(cfg, Config)
     _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
+    _check(cfg.data.scaling in SCALINGS, f"data.scaling must be one of {', '.join(SCALINGS)}, got {cfg.data.scaling!r}")
 
     _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")
 
