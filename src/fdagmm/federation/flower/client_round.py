@@ -81,8 +81,8 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     client.personal_state = personal
     if bool(config["stats"]):
         net = _net(client, msg.content["arrays"])
-        # Only the global mixture's statistics leave this client's control (fed.gmm_stats=local
-        # sends the evaluated client's own to the server just to have them summed, as in process).
+        # Only the global mixture's statistics are released under differential privacy; with
+        # fed.gmm_stats=local the evaluated client's own come back to it unchanged, as in process.
         stats = client.shared_gmm_stats(net) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
         reply["gmm-stats"] = gmm_stats_record(stats)
     marks["evaluated"] = time.time()
