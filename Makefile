@@ -15,7 +15,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce bench test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost bench test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,16 @@ reproduce:  ## the whole study (4 scenarios x 4 methods x 5 seeds), then its rep
 	$(PYTHON) src/report.py $(SWEEP_DIR) --wall-time-s $$wall || exit 1; \
 	echo "make reproduce: wall time $$((wall / 60)) min $$((wall % 60)) s; report: $(SWEEP_DIR)/report.md"; \
 	exit $$sweep
+
+# Three sweeps (client-level DP at epsilon 1, 3, 8; no DP; DP with each client's own mixture),
+# one job at a time, then the table and docs/figures/privacy_cost.png.
+PRIVACY_DIR ?= outputs/privacy_cost
+privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients, then a table and a figure
+	@start=$$(date +%s); \
+	$(PYTHON) src/train.py experiment=privacy_cost hydra.sweep.dir=$(PRIVACY_DIR)/dp $(ARGS) && \
+	$(PYTHON) src/train.py experiment=privacy_cost privacy=none privacy.target_epsilon=null hydra.sweep.dir=$(PRIVACY_DIR)/none $(ARGS) && \
+	$(PYTHON) src/train.py experiment=privacy_cost fed.gmm_stats=local hydra.sweep.dir=$(PRIVACY_DIR)/local $(ARGS) || exit 1; \
+	$(PYTHON) src/privacy_cost.py $(PRIVACY_DIR)/dp $(PRIVACY_DIR)/none $(PRIVACY_DIR)/local --wall-time-s $$(( $$(date +%s) - start ))
 
 bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

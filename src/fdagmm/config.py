@@ -81,6 +81,16 @@ class FedConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    name: str = "none"  # none | dp: client-level differential privacy (DP-FedAvg, docs/privacy.md)
+    noise_multiplier: Optional[float] = ranged(None, POSITIVE)  # z: noise std / clip norm; None: from target_epsilon
+    target_epsilon: Optional[float] = ranged(None, POSITIVE)  # solve z for this epsilon after the last round
+    clip_norm: float = ranged(0.02, POSITIVE)  # C: L2 bound of a client's model update
+    stats_clip_norm: float = ranged(1.0, POSITIVE)  # L2 bound of a client's normalised mixture statistics
+    delta: float = ranged(1e-3, OPEN_FRACTION)
+
+
+@dataclass
 class MethodConfig:
     name: str = MISSING
     label: str = MISSING  # its name in tables; centralised methods add the clients they train on
@@ -117,6 +127,7 @@ class Config:
         "optimizer.lr": POSITIVE, "lambda_energy": AT_LEAST_0, "lambda_cov": AT_LEAST_0, "cov_jitter": POSITIVE,
     })  # fmt: skip
     strategy: Any = MISSING  # instantiated: a fdagmm.federation.strategies.Strategy (its arguments' ranges: there)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     fed: FedConfig = field(default_factory=FedConfig)
     method: MethodConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -204,6 +215,7 @@ def validate_config(cfg: DictConfig) -> None:
             "the pooled threshold reference shares training-record energies between organisations; "
             "with fed.backend=flower use eval.threshold_ref=own and eval.compare_threshold_refs=false",
         )
+    _validate_privacy(cfg, len(train_clients))
     _check(
         cfg.eval.threshold_ref in THRESHOLD_REFS,
         f"eval.threshold_ref must be own or pooled, got {cfg.eval.threshold_ref!r}",
@@ -211,6 +223,28 @@ def validate_config(cfg: DictConfig) -> None:
     check_writable_dir("paths.output_dir", cfg.paths.output_dir)
     if cfg.data.cache_dir is not None:
         check_writable_dir("data.cache_dir", cfg.data.cache_dir, ", or data.cache_dir=null to parse without a cache")
+
+
+def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
+    p = cfg.privacy
+    _check(p.name in ("none", "dp"), f"privacy must be none or dp, got {p.name!r}")
+    if p.name == "none":
+        return
+    _check(cfg.method.federated, f"privacy=dp protects the clients of a federation; method={cfg.method.name} is centralised: use method=fdagmm")
+    _check(
+        (p.noise_multiplier is None) != (p.target_epsilon is None),
+        "privacy=dp needs exactly one of privacy.noise_multiplier and privacy.target_epsilon "
+        f"(got {p.noise_multiplier} and {p.target_epsilon}): set the other to null",
+    )
+    _check(
+        p.delta < 1 / n_train_clients,
+        f"privacy.delta={p.delta} allows one of the {n_train_clients} training clients to be exposed outright: use a delta below 1/{n_train_clients}",
+    )
+    _check(
+        cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
+        "the pooled threshold reference shares training-record energies outside the privacy mechanism; "
+        "with privacy=dp use eval.threshold_ref=own and eval.compare_threshold_refs=false",
+    )
 
 
 def declared_ranges(schema: type, prefix: str = "") -> dict[str, Range | None]:

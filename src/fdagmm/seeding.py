@@ -2,13 +2,16 @@
 
 The roles: (seed) the centralised batches; (seed, round, client) a client's dropout;
 (seed, round, client, BATCH_STREAM) its batches; (seed, round, 0, SAMPLING_STREAM) the
-server's choice of clients.
+server's choice of clients; (seed, round, 0, UPDATE_NOISE_STREAM) and (seed, round, 0,
+STATS_NOISE_STREAM) the differential-privacy noise on the round's update and statistics.
 """
 
 import numpy as np
 
 BATCH_STREAM = 1
 SAMPLING_STREAM = 2
+UPDATE_NOISE_STREAM = 3
+STATS_NOISE_STREAM = 4
 
 
 def derive_seed(*keys: int) -> int:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 log = logging.getLogger(__name__)
 
 # Metrics shown in the per-round progress line.
-PROGRESS_METRICS = ("test/auroc", "test/f1")
+PROGRESS_METRICS = ("test/auroc", "test/f1", "privacy/epsilon")
 # Final metrics shown in the terminal table, in this order.
 TABLE_METRICS = {
     "test/precision": "precision",
@@ -106,22 +107,36 @@ def summarise_clients(per_client: dict[str, dict[str, float]]) -> dict[str, dict
 
 
 
+def evaluated_round(round_idx: int, every_n_rounds: int, total_rounds: int) -> bool:
+    """Whether the test metrics are measured after this round: every n-th round and the last."""
+    return round_idx % every_n_rounds == 0 or round_idx == total_rounds
+
+
 class RoundLog:
     """Each round's record: metrics.json's history, the server's TensorBoard scalars and a
-    progress line."""
+    progress line; with ``epsilon_after`` (differential privacy), the privacy spent so far
+    as ``privacy/epsilon``."""
 
-    def __init__(self, total_rounds: int, every_n_rounds: int, server_logger: ContinuousStepLogger):
+    def __init__(
+        self,
+        total_rounds: int,
+        every_n_rounds: int,
+        server_logger: ContinuousStepLogger,
+        epsilon_after: Callable[[int], float] | None = None,
+    ):
         self.total_rounds = total_rounds
         self.every_n_rounds = every_n_rounds
         self.server_logger = server_logger
+        self.epsilon_after = epsilon_after
         self.history: list[dict[str, Any]] = []
         self.started = time.perf_counter()
 
     def evaluates(self, round_idx: int) -> bool:
-        """Whether the test metrics are measured after this round."""
-        return round_idx % self.every_n_rounds == 0 or round_idx == self.total_rounds
+        return evaluated_round(round_idx, self.every_n_rounds, self.total_rounds)
 
     def record(self, round_idx: int, train_losses: dict[str, float], metrics: dict[str, float], **extra: Any) -> None:
+        if self.epsilon_after is not None:
+            metrics = {**metrics, "privacy/epsilon": self.epsilon_after(round_idx)}
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
         self.history.append({"round": round_idx, **losses, **metrics, **extra})
         self.server_logger.log_metrics({**losses, **metrics}, step=round_idx)

@@ -122,8 +122,11 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
         ["scenario=s4"],
         # K clients, sampling, and a strategy whose personal layers live in Flower's context.state.
         ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2"],
+        # Client-level DP around a server optimiser: the clients clip, the server adds the same
+        # seeded noise to the updates and to the mixture statistics as in process.
+        ["partition=iid", "partition.num_clients=3", "strategy=fedadam", "fed.clients_per_round=2", "privacy=dp", "privacy.delta=0.1"],
     ],
-    ids=["study", "k3-sampled-fedper"],
+    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp"],
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process
@@ -148,6 +151,7 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
             os.kill(pid, signal.SIGKILL)
     assert "server: round 2/2" in result.stdout  # the ServerApp's progress reaches the user (Hydra logs to stdout)
     assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
+    assert runs["flower"].get("privacy") == runs["inprocess"].get("privacy")
     for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
         assert a.keys() == b.keys()
         for key in a:

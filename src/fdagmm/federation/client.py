@@ -2,8 +2,9 @@
 
 A ``Client`` holds one organisation's encoded records, and every method of it runs where
 those records are. What its methods return is all that leaves it: the federated entries of a
-state dict and a sample count (``update``), sufficient statistics (``gmm_stats``) and scalar
-metrics (``evaluate``). Entries the strategy keeps local (``personal_state``) stay here
+state dict and a sample count (``update``), sufficient statistics (``shared_gmm_stats``) and
+scalar metrics (``evaluate``); with client-level differential privacy the update and the
+statistics are clipped here, before they leave (``federation.privacy``). Entries the strategy keeps local (``personal_state``) stay here
 across rounds. The one exception is ``train_energies``, needed only by the optional pooled
 threshold reference (``eval.threshold_ref=pooled``), which shares its training records' energies.
 """
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from fdagmm.data.datamodule import ClientData, batch_loader
 from fdagmm.detection.evaluation import anomaly_threshold, dataset_gmm_stats, detection_metrics, energies
+from fdagmm.federation.privacy import ClientLevelDP, clip_stats, clip_update
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats
 from fdagmm.models.lit_module import DAGMMLitModule
@@ -50,8 +52,10 @@ class Client:
         training: LocalTraining,
         strategy: Strategy,
         logger: ContinuousStepLogger,
+        privacy: ClientLevelDP | None = None,
     ):
         self.data = data
+        self.privacy = privacy
         self.cov_jitter = cov_jitter
         self.training = training
         self.strategy = strategy
@@ -84,9 +88,12 @@ class Client:
         state = {k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()}
         federated = self.strategy.federated_keys(state)
         self.personal_state = {k: v for k, v in state.items() if k not in federated}
+        shared = {k: state[k] for k in federated}
+        if self.privacy is not None:
+            shared = clip_update(global_state, shared, self.privacy.clip_norm)
         return ClientUpdate(
             client_id=self.client_id,
-            state={k: state[k] for k in federated},
+            state=shared,
             n_samples=self.n_train,
             train_loss=module.pop_mean_loss(),
         )
@@ -102,6 +109,12 @@ class Client:
     def gmm_stats(self, net: DAGMM) -> GMMStats:
         """Sufficient statistics of this client's training records under ``net``."""
         return dataset_gmm_stats(self.own_net(net), self.data.train_x)
+
+    def shared_gmm_stats(self, net: DAGMM) -> GMMStats:
+        """The statistics this client sends for the federation's mixture: ``gmm_stats``, or
+        with differential privacy their normalised, clipped form (``privacy.clip_stats``)."""
+        stats = self.gmm_stats(net)
+        return stats if self.privacy is None else clip_stats(stats, self.privacy.stats_clip_norm)
 
     def train_energies(self, net: DAGMM, mixture: GaussianMixture) -> np.ndarray:
         return energies(self.own_net(net), self.data.train_x, mixture, self.cov_jitter)

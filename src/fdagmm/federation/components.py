@@ -18,13 +18,14 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fdagmm.config import build, method_label, n_clients_of
+from fdagmm.config import build, method_label, n_clients_of, train_clients_of
 from fdagmm.data.features import FeatureEncoder
 from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.federation.client import Client, LocalTraining
+from fdagmm.federation.privacy import ClientLevelDP, DPFedAvg
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
-from fdagmm.tracking import ContinuousStepLogger, RoundLog
+from fdagmm.tracking import ContinuousStepLogger, RoundLog, evaluated_round
 
 
 def prepare_process(cfg: DictConfig) -> None:
@@ -78,11 +79,37 @@ def build_local_training(cfg: DictConfig, input_dim: int, planned_steps: int = 0
     )
 
 
-def build_strategy(cfg: DictConfig, net: DAGMM) -> Strategy:
-    """The configured strategy, checked against the model it federates (e.g. FedPer's layers)."""
+def build_privacy(cfg: DictConfig) -> ClientLevelDP | None:
+    """The run's client-level differential privacy (``privacy=dp``), or None (``privacy=none``)."""
+    p = cfg.privacy
+    if p.name == "none":
+        return None
+    n_train = len(train_clients_of(cfg))
+    per_round = cfg.fed.clients_per_round or n_train
+    rounds = range(1, cfg.fed.rounds + 1)
+    return ClientLevelDP(
+        clip_norm=p.clip_norm,
+        stats_clip_norm=p.stats_clip_norm,
+        delta=p.delta,
+        sample_rate=per_round / n_train,
+        expected_clients=per_round,
+        rounds=cfg.fed.rounds,
+        # The evaluated rounds' statistics leave the clients only for the global mixture.
+        stats_rounds=tuple(
+            r for r in rounds if cfg.fed.gmm_stats == "global" and evaluated_round(r, cfg.eval.every_n_rounds, cfg.fed.rounds)
+        ),
+        seed=cfg.seed,
+        given_noise_multiplier=p.noise_multiplier,
+        target_epsilon=p.target_epsilon,
+    )
+
+
+def build_strategy(cfg: DictConfig, net: DAGMM, privacy: ClientLevelDP | None = None) -> Strategy:
+    """The configured strategy, checked against the model it federates (e.g. FedPer's layers),
+    inside DP-FedAvg under differential privacy."""
     strategy = build(cfg.strategy)
     strategy.federated_keys(net.state_dict())
-    return strategy
+    return strategy if privacy is None else DPFedAvg(strategy, privacy)
 
 
 def build_logger(cfg: DictConfig, name: str, save_dir: Path | None = None) -> ContinuousStepLogger:
@@ -91,16 +118,28 @@ def build_logger(cfg: DictConfig, name: str, save_dir: Path | None = None) -> Co
 
 
 def build_round_log(cfg: DictConfig, save_dir: Path | None = None) -> RoundLog:
-    return RoundLog(cfg.fed.rounds, cfg.eval.every_n_rounds, build_logger(cfg, "server", save_dir))
+    privacy = build_privacy(cfg)
+    return RoundLog(
+        cfg.fed.rounds, cfg.eval.every_n_rounds, build_logger(cfg, "server", save_dir),
+        epsilon_after=None if privacy is None else privacy.epsilon_after,
+    )
 
 
-def build_client(cfg: DictConfig, data, training: LocalTraining, strategy: Strategy, save_dir: Path | None = None) -> Client:
-    return Client(data, cfg.model.cov_jitter, training, strategy, build_logger(cfg, f"client{data.client_id}", save_dir))
+def build_client(
+    cfg: DictConfig,
+    data,
+    training: LocalTraining,
+    strategy: Strategy,
+    privacy: ClientLevelDP | None,
+    save_dir: Path | None = None,
+) -> Client:
+    return Client(data, cfg.model.cov_jitter, training, strategy, build_logger(cfg, f"client{data.client_id}", save_dir), privacy)
 
 
 def run_info(cfg: DictConfig) -> dict[str, Any]:
-    """What metrics.json says the run was."""
-    return {
+    """What metrics.json says the run was; under differential privacy, its parameters and
+    the epsilon spent by the end of the run."""
+    info = {
         "method": cfg.method.name,
         "label": method_label(cfg),
         "scenario": cfg.partition.name,
@@ -109,6 +148,19 @@ def run_info(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "eval_client": cfg.method.eval_client,
     }
+    privacy = build_privacy(cfg)
+    if privacy is not None:
+        info["privacy"] = {
+            "mechanism": "dp-fedavg",
+            "epsilon": privacy.epsilon_after(cfg.fed.rounds),
+            "delta": privacy.delta,
+            "noise_multiplier": privacy.noise_multiplier,
+            "clip_norm": privacy.clip_norm,
+            "stats_clip_norm": privacy.stats_clip_norm,
+            "sample_rate": privacy.sample_rate,
+            "stats_releases": len(privacy.stats_rounds),
+        }
+    return info
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -117,6 +169,8 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
         "method": cfg.method.name,
         "partition": cfg.partition.name,
         "strategy": build(cfg.strategy).name,
+        "privacy": cfg.privacy.name,
+        **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name == "dp" else {}),
         "seed": cfg.seed,
         "batch_size": cfg.data.batch_size,
         **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},

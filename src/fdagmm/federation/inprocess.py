@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from fdagmm.federation.client import Client
+from fdagmm.federation.privacy import ClientLevelDP
 from fdagmm.federation.rounds import require_min_clients, sample_clients, unusable_reason
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, mixture_from_stats
@@ -62,7 +63,7 @@ def run_rounds(
         global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
         sampled = sample_clients(list(clients), clients_per_round, seed, round_idx)
         updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients)
-        global_net.load_state_dict(strategy.aggregate(global_state, updates))
+        global_net.load_state_dict(strategy.aggregate(global_state, updates, round_idx))
         on_round_end(round_idx, updates, rejected, sampled)
     return global_net
 
@@ -73,6 +74,14 @@ def federation_mixture(net: DAGMM, clients: list[Client]) -> GaussianMixture:
     return mixture_from_stats(sum(stats[1:], stats[0]))
 
 
+def released_mixture(net: DAGMM, clients: list[Client], privacy: ClientLevelDP | None, round_idx: int) -> GaussianMixture:
+    """The scoring mixture from the statistics ``clients`` share after ``round_idx``: summed,
+    or with differential privacy clipped and noised (``ClientLevelDP.release_stats``)."""
+    if privacy is None:
+        return federation_mixture(net, clients)
+    return mixture_from_stats(privacy.release_stats([c.shared_gmm_stats(net) for c in clients], round_idx))
+
+
 def evaluate_global_model(
     net: DAGMM,
     clients: list[Client],
@@ -81,12 +90,15 @@ def evaluate_global_model(
     anomaly_ratio: float,
     threshold_refs: tuple[str, ...],
     device: torch.device,
+    round_idx: int,
+    privacy: ClientLevelDP | None = None,
     log_scores_at: int | None = None,
 ) -> tuple[GaussianMixture, dict[str, dict[str, float]]]:
-    """The scoring mixture from ``mixture_clients``' summed statistics, and ``eval_client``'s
-    test metrics with it per threshold reference (see ``Client.evaluate``)."""
+    """The scoring mixture from ``mixture_clients``' statistics after ``round_idx`` (released
+    under ``privacy``, if any), and ``eval_client``'s test metrics with it per threshold
+    reference (see ``Client.evaluate``)."""
     net.to(device)
-    mixture = federation_mixture(net, [clients[k] for k in mixture_clients])
+    mixture = released_mixture(net, [clients[k] for k in mixture_clients], privacy, round_idx)
     others = (
         [c.train_energies(net, mixture) for c in clients if c.client_id != eval_client]
         if "pooled" in threshold_refs

@@ -25,6 +25,7 @@ from fdagmm.federation.components import (
     build_client,
     build_local_training,
     build_logger,
+    build_privacy,
     build_round_log,
     build_strategy,
     export_detector,
@@ -98,21 +99,26 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
         cfg, datamodule.input_dim, planned_training_steps(cfg, (datamodule.clients[k].n_train for k in train_clients), cfg.fed.rounds)
     )
     module = training.build_module()
-    strategy = build_strategy(cfg, module.net)
-    clients = [build_client(cfg, data, training, strategy) for data in datamodule.clients]
+    privacy = build_privacy(cfg)
+    strategy = build_strategy(cfg, module.net, privacy)
+    clients = [build_client(cfg, data, training, strategy, privacy) for data in datamodule.clients]
     # Where Lightning trains (trainer.accelerator=auto: a GPU if there is one); evaluation runs there too.
     device = training.build_trainer(max_epochs=1, logger=False).strategy.root_device
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
-    def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], log_scores_at: int | None = None):
+    # The statistics are released under differential privacy only when they leave the clients.
+    stats_privacy = privacy if cfg.fed.gmm_stats == "global" else None
+
+    def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         return evaluate_global_model(
-            net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, device, log_scores_at
+            net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, device,
+            round_idx, stats_privacy, log_scores_at,
         )
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
         metrics: dict[str, float] = {}
         if rounds.evaluates(round_idx):
-            _, by_ref = evaluate(net, (cfg.eval.threshold_ref,))
+            _, by_ref = evaluate(net, (cfg.eval.threshold_ref,), round_idx)
             metrics = by_ref[cfg.eval.threshold_ref]
         rounds.record(round_idx, train_losses, metrics, **extra)
 
@@ -137,7 +143,7 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
     # it used); the evaluated client logs its test energies to its own TensorBoard dir.
     others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
     refs = (cfg.eval.threshold_ref, *others)
-    mixture, final_by_ref = evaluate(module.net, refs, log_scores_at=cfg.fed.rounds)
+    mixture, final_by_ref = evaluate(module.net, refs, cfg.fed.rounds, log_scores_at=cfg.fed.rounds)
     # Every client's test set: with the federation's mixture, or each with its own (gmm_stats=local).
     own_mixtures = cfg.method.federated and cfg.fed.gmm_stats == "local"
     per_client = evaluate_every_client(module.net, clients, None if own_mixtures else mixture, cfg.eval.anomaly_ratio)
@@ -219,7 +225,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 
 def _run_identity(cfg: DictConfig) -> str:
     """The settings that determine a run's results, as resolved YAML."""
-    keys = ("data", "partition", "model", "strategy", "fed", "method", "eval", "trainer", "seed", "torch_threads")
+    keys = ("data", "partition", "model", "strategy", "privacy", "fed", "method", "eval", "trainer", "seed", "torch_threads")
     identity = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
     for key in ("resume", "flower"):  # where and how long to wait: not what the run computes
         identity["fed"].pop(key)

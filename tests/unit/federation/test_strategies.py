@@ -44,7 +44,7 @@ def test_states_of_different_models_are_refused():
 def test_fedavg_strategy_adopts_the_weighted_average():
     current = {"w": torch.tensor([0.0, 0.0])}
     updates = [_update(0, 1, w=[1.0, 2.0]), _update(1, 3, w=[5.0, 6.0])]
-    new = FedAvg().aggregate(current, updates)
+    new = FedAvg().aggregate(current, updates, 1)
     torch.testing.assert_close(new["w"], torch.tensor([4.0, 5.0]))  # (1*[1,2] + 3*[5,6]) / 4
 
 
@@ -54,12 +54,12 @@ def test_fedadam_steps_by_hand():
     current = {"w": torch.tensor([1.0, -2.0], dtype=torch.float64)}
     # Round 1: the average is [1.5, -2.0]: delta = [0.5, 0]; m = [0.05, 0]; v = [0.0025, 0];
     # w = [1 + 0.1 * 0.05 / (0.05 + 0.01), -2 + 0] = [1.083333..., -2].
-    new = strategy.aggregate(current, [_update(0, 1, w=[2.0, -2.0]), _update(1, 1, w=[1.0, -2.0])])
+    new = strategy.aggregate(current, [_update(0, 1, w=[2.0, -2.0]), _update(1, 1, w=[1.0, -2.0])], 1)
     torch.testing.assert_close(new["w"], torch.tensor([1.0 + 0.1 * 0.05 / 0.06, -2.0], dtype=torch.float64))
     # Round 2 from there, average = w + [0, 1]: delta = [0, 1]; m = [0.045, 0.1];
     # v = [0.002475, 0.01]; step = 0.1 * m / (sqrt(v) + 0.01).
     w1 = new["w"].clone()
-    new = strategy.aggregate(new, [_update(0, 4, w=(w1 + torch.tensor([0.0, 1.0])).tolist())])
+    new = strategy.aggregate(new, [_update(0, 4, w=(w1 + torch.tensor([0.0, 1.0])).tolist())], 2)
     m = torch.tensor([0.045, 0.1], dtype=torch.float64)
     v = torch.tensor([0.002475, 0.01], dtype=torch.float64)
     torch.testing.assert_close(new["w"], w1 + 0.1 * m / (v.sqrt() + 0.01))
@@ -69,10 +69,10 @@ def test_fedavgm_momentum_by_hand():
     strategy = FedAvgM(server_learning_rate=0.5, server_momentum=0.9)
     current = {"w": torch.tensor([1.0])}
     # Round 1: pseudo-gradient = current - average = 1 - 3 = -2 = v; w = 1 - 0.5 * -2 = 2.
-    new = strategy.aggregate(current, [_update(0, 1, w=[3.0])])
+    new = strategy.aggregate(current, [_update(0, 1, w=[3.0])], 1)
     torch.testing.assert_close(new["w"], torch.tensor([2.0]))
     # Round 2: gradient = 2 - 2 = 0; v = 0.9 * -2 + 0 = -1.8; w = 2 + 0.9 = 2.9.
-    new = strategy.aggregate(new, [_update(0, 1, w=[2.0])])
+    new = strategy.aggregate(new, [_update(0, 1, w=[2.0])], 2)
     torch.testing.assert_close(new["w"], torch.tensor([2.9]))
 
 
@@ -80,8 +80,8 @@ def test_fedavgm_without_momentum_at_rate_one_is_fedavg():
     a, b = _state(0), _state(1)
     updates = [ClientUpdate(0, a, 10, 0.0), ClientUpdate(1, b, 30, 0.0)]
     current = _state(2)
-    expected = FedAvg().aggregate(current, updates)
-    got = FedAvgM(server_learning_rate=1.0, server_momentum=0.0).aggregate(current, updates)
+    expected = FedAvg().aggregate(current, updates, 1)
+    got = FedAvgM(server_learning_rate=1.0, server_momentum=0.0).aggregate(current, updates, 1)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-6, atol=1e-7)
 
@@ -89,11 +89,11 @@ def test_fedavgm_without_momentum_at_rate_one_is_fedavg():
 def test_server_state_survives_a_checkpoint_round_trip():
     strategy = FedAdam()
     current = {"w": torch.tensor([1.0, 2.0])}
-    after_one = strategy.aggregate(current, [_update(0, 1, w=[2.0, 0.0])])
+    after_one = strategy.aggregate(current, [_update(0, 1, w=[2.0, 0.0])], 1)
     restored = FedAdam()
     restored.load_state_dict(strategy.state_dict())
     nxt = [_update(0, 1, w=[0.0, 1.0])]
-    torch.testing.assert_close(restored.aggregate(after_one, nxt), strategy.aggregate(after_one, nxt))
+    torch.testing.assert_close(restored.aggregate(after_one, nxt, 2), strategy.aggregate(after_one, nxt, 2))
 
 
 def test_fedprox_gradient_contains_mu_times_the_distance_to_the_global_weights():
@@ -117,7 +117,7 @@ def test_fedper_keeps_the_personal_layers_home():
     assert any(k.startswith("encoder.") for k in federated)
     # The server averages what is sent and keeps its global value of the rest.
     current = {"encoder.w": torch.tensor([0.0]), "estimation.w": torch.tensor([7.0])}
-    new = FedPer().aggregate(current, [_update(0, 1, **{"encoder.w": [2.0]}), _update(1, 1, **{"encoder.w": [4.0]})])
+    new = FedPer().aggregate(current, [_update(0, 1, **{"encoder.w": [2.0]}), _update(1, 1, **{"encoder.w": [4.0]})], 1)
     assert new == {"encoder.w": torch.tensor([3.0]), "estimation.w": torch.tensor([7.0])}
 
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from helpers.synthetic import write_kdd_file
 from hydra import compose, initialize
 from omegaconf import OmegaConf
@@ -81,11 +82,16 @@ def test_centralised_methods_with_k_clients(synthetic_file, tmp_path, monkeypatc
     assert payload["label"] == {"local": "DAGMM C0", "pooled": "DAGMM pooled", "remote": "DAGMM C1&C2&C3"}[method]
 
 
-@pytest.mark.parametrize("strategy", ["fedadam", "fedper"])
-def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthetic_file, tmp_path, monkeypatch, strategy):
+@pytest.mark.parametrize(
+    "setting",
+    [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2")],
+    ids=["fedadam", "fedper", "fedadam-dp"],
+)
+def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthetic_file, tmp_path, monkeypatch, setting):
     """FedAdam's moments live on the server and FedPer's personal layers on the clients: both
-    must come back from the checkpoint for the resumed run to match an uninterrupted one."""
-    overrides = ("partition=iid", "partition.num_clients=3", f"strategy={strategy}", "fed.rounds=4")
+    must come back from the checkpoint for the resumed run to match an uninterrupted one. The
+    DP noise of a round depends on (seed, round) alone, so a resumed DP run adds the same."""
+    overrides = ("partition=iid", "partition.num_clients=3", *setting, "fed.rounds=4")
     train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
 
     run_dir = tmp_path / "interrupted"
@@ -106,3 +112,31 @@ def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthet
     assert not (run_dir / "metrics.json").exists()
     train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
     assert (run_dir / "metrics.json").read_text() == (tmp_path / "reference" / "metrics.json").read_text()
+
+
+def test_under_dp_what_leaves_each_client_is_clipped_and_the_epsilon_is_logged(synthetic_file, tmp_path, monkeypatch):
+    """The updates and statistics the server receives, seen where it noises them."""
+    from fdagmm.federation.privacy import ClientLevelDP
+
+    seen = {"updates": [], "stats": []}
+    noised_mean_update, release_stats = ClientLevelDP.noised_mean_update, ClientLevelDP.release_stats
+
+    def spy_updates(self, global_state, updates, round_idx):
+        for u in updates:
+            seen["updates"].append(float(sum((u.state[k].double() - global_state[k].double()).square().sum() for k in u.state).sqrt()))
+        return noised_mean_update(self, global_state, updates, round_idx)
+
+    def spy_stats(self, stats, round_idx):
+        seen["stats"] += [(s.n, float(torch.cat([s.s0, s.s1.flatten(), s.s2.flatten()]).norm())) for s in stats]
+        return release_stats(self, stats, round_idx)
+
+    monkeypatch.setattr(ClientLevelDP, "noised_mean_update", spy_updates)
+    monkeypatch.setattr(ClientLevelDP, "release_stats", spy_stats)
+    payload = train(_cfg(synthetic_file, tmp_path, "partition=iid", "partition.num_clients=4", "fed.rounds=2", "privacy=dp",
+                         "privacy.delta=0.1", "privacy.clip_norm=1e-3", "privacy.stats_clip_norm=0.1"))  # fmt: skip
+    assert len(seen["updates"]) == 8 and max(seen["updates"]) <= 1e-3 * (1 + 1e-5)
+    assert max(seen["updates"]) > 0.9e-3  # the bound binds: the updates were larger
+    assert len(seen["stats"]) >= 8 and all(n == 1 and norm <= 0.1 * (1 + 1e-9) for n, norm in seen["stats"])
+    epsilons = [h["privacy/epsilon"] for h in payload["history"]]
+    assert epsilons[0] < epsilons[1] == payload["privacy"]["epsilon"]
+    assert payload["privacy"]["noise_multiplier"] == 1.0 and payload["privacy"]["sample_rate"] == 1.0

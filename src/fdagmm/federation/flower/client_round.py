@@ -8,7 +8,8 @@ A message for round t may carry, in this order:
    client's own mixture (``own-mixture``); after the last round (``final``) the evaluated
    client also logs its test energies and exports its detector (model.pt);
 2. ``stats``: the GMM sufficient statistics of this client's training records under the
-   incoming global model theta_{t-1}, the evaluation of round t-1;
+   incoming global model theta_{t-1} (clipped under differential privacy), the evaluation
+   of round t-1;
 3. ``train``: ClientUpdate(k, theta_{t-1}), the round's local training. A failure here is
    reported in the reply (``train-error``) and leaves the client out of the round, as in
    process; a failure in 1 or 2 fails the message.
@@ -30,6 +31,7 @@ from fdagmm.federation.client import Client
 from fdagmm.federation.components import (
     build_client,
     build_local_training,
+    build_privacy,
     build_strategy,
     export_detector,
     planned_training_steps,
@@ -63,8 +65,9 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     data = encoded_partition(Path(str(context.node_config["data-path"])), encoder.scaling, output_dir / ENCODED_DIR)
     # A ClientApp process lives for one message: at most one round of this client's training.
     training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
-    strategy = build_strategy(cfg, training.build_module().net)
-    client = build_client(cfg, data, training, strategy, output_dir / "tensorboard")
+    privacy = build_privacy(cfg)
+    strategy = build_strategy(cfg, training.build_module().net, privacy)
+    client = build_client(cfg, data, training, strategy, privacy, output_dir / "tensorboard")
     if STATE_KEY in context.state:
         client.logger.step_offset = int(context.state[STATE_KEY]["step-offset"])
     personal = context.state[PERSONAL_KEY].to_torch_state_dict() if PERSONAL_KEY in context.state else {}
@@ -79,7 +82,10 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
         reply["test-metrics"] = MetricRecord(_test(cfg, client, encoder, msg, config, output_dir))
     client.personal_state = personal
     if bool(config["stats"]):
-        stats = client.gmm_stats(_net(client, msg.content["arrays"]))
+        net = _net(client, msg.content["arrays"])
+        # Only the global mixture's statistics are released under differential privacy; with
+        # fed.gmm_stats=local the evaluated client's own come back to it unchanged, as in process.
+        stats = client.shared_gmm_stats(net) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
         reply["gmm-stats"] = gmm_stats_record(stats)
     marks["evaluated"] = time.time()
 

@@ -35,6 +35,7 @@ from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scalin
 from fdagmm.errors import FdagmmError
 from fdagmm.federation.components import (
     build_local_training,
+    build_privacy,
     build_round_log,
     build_strategy,
     hparams,
@@ -58,6 +59,7 @@ from fdagmm.federation.rounds import (
     sample_clients,
     unusable_reason,
 )
+from fdagmm.federation.privacy import ClientLevelDP
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.tracking import RoundLog, write_json_atomic, write_results
 
@@ -101,11 +103,20 @@ class FdagmmRounds:
     """
 
     def __init__(
-        self, cfg: DictConfig, grid: Grid, strategy: Strategy, node_of: dict[int, int], scaling: ArrayRecord, rounds: RoundLog
+        self,
+        cfg: DictConfig,
+        grid: Grid,
+        strategy: Strategy,
+        privacy: ClientLevelDP | None,
+        node_of: dict[int, int],
+        scaling: ArrayRecord,
+        rounds: RoundLog,
     ):
         self.cfg = cfg
         self.grid = grid
         self.strategy = strategy
+        # Releases the mixture statistics under differential privacy; the global mixture only.
+        self.stats_privacy = privacy if cfg.fed.gmm_stats == "global" else None
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.scaling = scaling  # the federation's scaling, sent with every message
@@ -190,7 +201,10 @@ class FdagmmRounds:
             del self.states[test_round]
         if stats_round:
             stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
-            self.mixture_stats[stats_round] = gmm_stats_record(sum(stats[1:], stats[0]))
+            released = (
+                sum(stats[1:], stats[0]) if self.stats_privacy is None else self.stats_privacy.release_stats(stats, stats_round)
+            )
+            self.mixture_stats[stats_round] = gmm_stats_record(released)
         if trainers:
             self.states[t] = self.aggregate(t, trainers, replied)
         if not (t - 1 >= 1 and self.rounds.evaluates(t - 1)):
@@ -223,7 +237,7 @@ class FdagmmRounds:
                     updates.append(update)
         require_min_clients(t, len(updates), len(trainers), rejected, self.cfg.fed.min_clients)
         self.unrecorded[t] = round_record(updates, rejected, trainers, len(self.train_clients))
-        return self.strategy.aggregate(self.states[t - 1], updates)
+        return self.strategy.aggregate(self.states[t - 1], updates, t)
 
     def record_ready(self) -> None:
         """Record the rounds, in order, whose test metrics are in (or that are not tested)."""
@@ -290,7 +304,9 @@ def main(grid: Grid, context: Context) -> None:
         log.info("%s, partition %s, seed %d over Flower: %d clients", cfg.method.label, cfg.partition.name, cfg.seed, len(counts))
         scaling = federation_scaling(cfg.data.scaling, lambda: [stats[k] for k in train_clients_of(cfg)])
         net = build_local_training(cfg, FeatureEncoder(scaling).dim).build_module().net
-        loop = FdagmmRounds(cfg, grid, build_strategy(cfg, net), node_of, scaling_record(scaling), rounds)
+        privacy = build_privacy(cfg)
+        strategy = build_strategy(cfg, net, privacy)
+        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds)
         loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         write_results(output_dir, run_info(cfg), hparams(cfg), rounds, {"own": loop.final}, "own", loop.per_client, counts)
         write_json_atomic(output_dir / "flower" / TIMINGS_FILE, {"messages": loop.timings})

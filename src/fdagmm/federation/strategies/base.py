@@ -56,11 +56,15 @@ class Strategy:
         """A term added to each client's local objective in a round that starts from ``global_state``."""
         return None
 
-    def aggregate(self, global_state: dict[str, Tensor], updates: list[ClientUpdate]) -> dict[str, Tensor]:
-        """The next global state: the weighted average of the updates' entries, through
-        ``server_update``; entries the clients do not send keep their global value."""
-        average = fedavg([u.state for u in updates], [u.n_samples for u in updates])
+    def aggregate(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
+        """The next global state after ``round_idx``: the average of the updates' entries,
+        through ``server_update``; entries the clients do not send keep their global value."""
+        average = self.average(global_state, updates, round_idx)
         return {**global_state, **self.server_update({k: global_state[k] for k in average}, average)}
+
+    def average(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
+        """The weighted average sum_k n_k / n theta_k (DP-FedAvg replaces it)."""
+        return fedavg([u.state for u in updates], [u.n_samples for u in updates])
 
     def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
         """FedAvg adopts the average as it is."""

@@ -1,0 +1,217 @@
+"""Client-level differential privacy: DP-FedAvg (McMahan et al., "Learning Differentially
+Private Recurrent Language Models", ICLR 2018) for the model, and the same Gaussian mechanism
+for the mixture's sufficient statistics (docs/privacy.md says what it guarantees).
+
+Client side (``clip_update``, ``clip_stats``): what leaves a client is bounded. Its model
+update theta_k - theta is clipped to L2 norm ``clip_norm``; its statistics are normalised by
+its record count (so they describe its records' distribution, not how many it has) and
+clipped to ``stats_clip_norm``, as one vector.
+
+Server side (``DPFedAvg``, ``release_stats``): Gaussian noise of standard deviation
+z * clip on the sum of the clipped contributions, and fixed weights: the update sum is
+divided by the expected number of clients per round, the statistics count one per client.
+The noise comes from a generator seeded by (seed, round), so a resumed run and the Flower
+backend add the same noise.
+
+Accounting (``epsilon``): Opacus's RDP analysis composes, per round, the sampled Gaussian
+mechanism of the update (sampling rate q = clients per round / training clients) and, per
+evaluated round, the statistics' Gaussian mechanism (every training client reports: q = 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fdagmm.errors import ConfigError
+from fdagmm.federation.strategies import ClientUpdate, Strategy
+from fdagmm.federation.strategies.base import LocalPenalty
+from fdagmm.models.dagmm import GMMStats
+from fdagmm.seeding import STATS_NOISE_STREAM, UPDATE_NOISE_STREAM, derive_seed
+
+# Orders of the Renyi divergence the accountant minimises over: Opacus's defaults, extended
+# upwards because large epsilons (weak noise) have their optimum beyond order 63.
+RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 256))
+# The smallest noise multiplier ``solve_noise_multiplier`` tries and the precision it stops at.
+MIN_NOISE, NOISE_TOLERANCE = 1e-3, 1e-3
+# Floor of a noised component weight (sum over clients of their responsibilities): noise can
+# make it zero or negative, and the mixture divides by it.
+MIN_COMPONENT_WEIGHT = 1e-6
+
+
+def _clip_factor(norm: float, clip_norm: float) -> float:
+    return min(1.0, clip_norm / norm) if norm > 0 else 1.0
+
+
+def clipped_delta(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
+    """state - global_state (float64, over ``state``'s entries) scaled to L2 norm <= clip_norm."""
+    delta = {k: v.double() - global_state[k].double() for k, v in state.items()}
+    norm = torch.sqrt(sum(d.square().sum() for d in delta.values())).item()
+    factor = _clip_factor(norm, clip_norm)
+    return {k: d * factor for k, d in delta.items()}
+
+
+def clip_update(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
+    """The weights a client sends: global + its update clipped to L2 norm ``clip_norm``."""
+    delta = clipped_delta(global_state, state, clip_norm)
+    return {k: (global_state[k].double() + d).to(state[k].dtype) for k, d in delta.items()}
+
+
+def clip_stats(stats: GMMStats, clip_norm: float) -> GMMStats:
+    """A client's statistics divided by its record count, clipped as one vector (s0, s1, s2)
+    to L2 norm ``clip_norm``; n = 1: each client counts once in the federation's mixture."""
+    parts = [stats.s0 / stats.n, stats.s1 / stats.n, stats.s2 / stats.n]
+    norm = torch.sqrt(sum(p.square().sum() for p in parts)).item()
+    factor = _clip_factor(norm, clip_norm)
+    return GMMStats(*(p * factor for p in parts), n=1)
+
+
+def _gaussian(like: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    return torch.randn(like.shape, generator=generator, dtype=torch.float64) * std
+
+
+def valid_stats(s0: Tensor, s1: Tensor, s2: Tensor, n: int) -> GMMStats:
+    """Noised statistics made those of a mixture: component weights floored at
+    MIN_COMPONENT_WEIGHT, covariances symmetric positive semi-definite (eigenvalues clamped
+    at 0). Post-processing: it costs no privacy."""
+    s0 = s0.clamp_min(MIN_COMPONENT_WEIGHT)
+    mu = s1 / s0[:, None]
+    outer = mu[:, :, None] * mu[:, None, :]
+    sigma = s2 / s0[:, None, None] - outer
+    eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (sigma + sigma.mT))
+    sigma = eigenvectors @ torch.diag_embed(eigenvalues.clamp_min(0.0)) @ eigenvectors.mT
+    return GMMStats(s0=s0, s1=s1, s2=s0[:, None, None] * (sigma + outer), n=n)
+
+
+@dataclass
+class ClientLevelDP:
+    """The run's client-level DP settings (``conf/privacy/dp.yaml``) and its mechanism."""
+
+    clip_norm: float  # C: the L2 bound of a client's model update
+    stats_clip_norm: float  # C_s: the L2 bound of a client's normalised statistics
+    delta: float
+    sample_rate: float  # q: clients per round / training clients
+    expected_clients: int  # clients per round: the update sum's fixed denominator
+    rounds: int
+    stats_rounds: tuple[int, ...]  # the rounds after which the statistics are released (evaluated, global mixture)
+    seed: int
+    given_noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+
+    @functools.cached_property
+    def noise_multiplier(self) -> float:
+        """z: the one given, or the smallest that keeps epsilon after every round <= target."""
+        if self.given_noise_multiplier is not None:
+            return self.given_noise_multiplier
+        return solve_noise_multiplier(self.target_epsilon, self.sample_rate, self.rounds, len(self.stats_rounds), self.delta)
+
+    def epsilon_after(self, round_idx: int) -> float:
+        """epsilon spent by the end of ``round_idx``: its updates and statistics released so far."""
+        releases = sum(r <= round_idx for r in self.stats_rounds)
+        return epsilon(self.noise_multiplier, self.sample_rate, round_idx, releases, self.delta)
+
+    def noised_mean_update(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
+        """theta + (sum_k clip(theta_k - theta) + N(0, (z C)^2 I)) / expected clients, over the
+        updates' entries. The server clips again: a client's rounding cannot exceed C."""
+        keys = [k for k in global_state if k in updates[0].state]
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, round_idx, 0, UPDATE_NOISE_STREAM))
+        total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
+        for update in updates:
+            for k, d in clipped_delta(global_state, {k: update.state[k] for k in keys}, self.clip_norm).items():
+                total[k] += d
+        std = self.noise_multiplier * self.clip_norm
+        return {
+            k: (global_state[k].double() + (total[k] + _gaussian(total[k], std, generator)) / self.expected_clients).to(global_state[k].dtype)
+            for k in keys
+        }
+
+    def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
+        """The federation's statistics from the clients' clipped ones: their sum with
+        N(0, (z C_s)^2) on every entry, made valid (``valid_stats``); n = the number of clients."""
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, round_idx, 0, STATS_NOISE_STREAM))
+        std = self.noise_multiplier * self.stats_clip_norm
+        summed = sum(stats[1:], stats[0])
+        s0, s1, s2 = (t + _gaussian(t, std, generator) for t in (summed.s0, summed.s1, summed.s2))
+        return valid_stats(s0, s1, s2, len(stats))
+
+
+class DPFedAvg(Strategy):
+    """DP-FedAvg around any strategy: the noised, fixed-weight mean of the clipped updates
+    replaces the weighted average, and the wrapped strategy's server update, client penalty,
+    federated entries and state apply unchanged."""
+
+    def __init__(self, inner: Strategy, privacy: ClientLevelDP):
+        self.inner = inner
+        self.privacy = privacy
+        self.name = inner.name
+
+    def federated_keys(self, keys: Iterable[str]) -> list[str]:
+        return self.inner.federated_keys(keys)
+
+    def local_penalty(self, global_state: dict[str, Tensor]) -> LocalPenalty | None:
+        return self.inner.local_penalty(global_state)
+
+    def average(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
+        return self.privacy.noised_mean_update(global_state, updates, round_idx)
+
+    def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.inner.server_update(current, average)
+
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        self.inner.load_state_dict(state)
+
+
+def epsilon(noise_multiplier: float, sample_rate: float, rounds: int, stats_releases: int, delta: float) -> float:
+    """(epsilon, delta)-DP's epsilon by Opacus's RDP analysis: ``rounds`` sampled Gaussian
+    mechanisms (z, q) composed with ``stats_releases`` unsampled ones (z, 1). RDP composes
+    by addition, so each mechanism's RDP is computed once and scaled by its count (what
+    Opacus's ``RDPAccountant`` does with its history)."""
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    if rounds + stats_releases == 0:
+        return 0.0
+    rdp = rounds * _rdp_of_one_step(sample_rate, noise_multiplier) + stats_releases * _rdp_of_one_step(1.0, noise_multiplier)
+    with warnings.catch_warnings():
+        # Opacus warns when the best order is at an end of RDP_ORDERS: the epsilon is still
+        # a valid bound, only perhaps not the tightest.
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        eps, _ = get_privacy_spent(orders=RDP_ORDERS, rdp=rdp, delta=delta)
+    return float(eps)
+
+
+@functools.lru_cache(maxsize=256)
+def _rdp_of_one_step(sample_rate: float, noise_multiplier: float) -> np.ndarray:
+    """The RDP of one sampled Gaussian mechanism at every order (seconds per call for q < 1)."""
+    from opacus.accountants.analysis.rdp import compute_rdp  # imported only with privacy=dp
+
+    return np.asarray(compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=RDP_ORDERS))
+
+
+@functools.cache
+def solve_noise_multiplier(target_epsilon: float, sample_rate: float, rounds: int, stats_releases: int, delta: float) -> float:
+    """The smallest z (to NOISE_TOLERANCE) with epsilon(z) <= target_epsilon, by bisection:
+    epsilon falls as z grows."""
+
+    def eps(z: float) -> float:
+        return epsilon(z, sample_rate, rounds, stats_releases, delta)
+
+    if eps(MIN_NOISE) <= target_epsilon:
+        return MIN_NOISE
+    low, high = MIN_NOISE, 1.0
+    while eps(high) > target_epsilon:
+        low, high = high, 2 * high
+        if high > 1e4:
+            raise ConfigError(f"privacy.target_epsilon={target_epsilon} needs a noise multiplier above 1e4: raise it or privacy.delta")
+    while high - low > NOISE_TOLERANCE:
+        middle = (low + high) / 2
+        low, high = (low, middle) if eps(middle) <= target_epsilon else (middle, high)
+    return high
