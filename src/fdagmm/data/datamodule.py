@@ -22,6 +22,12 @@ from fdagmm.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
+# Which records set the min-max scaling bounds: "train", the training records of the clients
+# a method trains on (the study's rule: nothing but training data); "all", every record of
+# every client, test records included (the DAGMM paper's preprocessing of KDDCUP99, which
+# normalises the whole data set before splitting it).
+SCALING_RECORDS = ("train", "all")
+
 
 @dataclass
 class ClientData:
@@ -128,6 +134,7 @@ class KDDClientsDataModule(pl.LightningDataModule):
         seed: int,
         train_clients: list[int],
         cache_dir: str | None = None,
+        scaling_records: str = "train",
     ):
         super().__init__()
         self.path = path
@@ -138,6 +145,7 @@ class KDDClientsDataModule(pl.LightningDataModule):
         self.partitioner = partitioner
         self.seed = seed
         self.train_clients = list(train_clients)
+        self.scaling_records = scaling_records
         self.clients: list[ClientData] = []
         self.encoder: FeatureEncoder | None = None
 
@@ -149,14 +157,21 @@ class KDDClientsDataModule(pl.LightningDataModule):
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
         records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.partitioner, self.seed)
-        # Each training client reports the min/max of its own training records only.
-        scaling = ScalingStats.combine([ScalingStats.of(records[k].train) for k in self.train_clients])
+        # Each training client reports the min/max of its own training records only (or, for
+        # scaling_records=all, of all its records).
+        if self.scaling_records == "all":
+            scaling = ScalingStats.combine([ScalingStats.of(part) for r in records for part in (r.train, r.test)])
+        else:
+            scaling = ScalingStats.combine([ScalingStats.of(records[k].train) for k in self.train_clients])
         self.encoder = FeatureEncoder(scaling)
         self.clients = [encode_client(r, self.encoder) for r in records]
 
+    def pooled_train_x(self) -> Tensor:
+        """The training records of every client in ``train_clients``, in client order."""
+        return torch.cat([self.clients[k].train_x for k in self.train_clients])
+
     def train_dataloader(self) -> DataLoader:
-        x = torch.cat([self.clients[k].train_x for k in self.train_clients])
-        return batch_loader(x, self.batch_size, derive_seed(self.seed))
+        return batch_loader(self.pooled_train_x(), self.batch_size, derive_seed(self.seed))
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Record counts per client, for the log and metrics.json."""
