@@ -212,8 +212,8 @@ def plot_rounds(sweep: Sweep, path: Path) -> None:
 
 
 def _per_round(sweep: Sweep) -> dict[tuple[str, str, int], pd.DataFrame]:
-    """The histories measured after more than one round (eval.every_n_rounds below the rounds)."""
-    return {k: h for k, h in sweep.histories.items() if "test/auroc" in h and h["test/auroc"].notna().sum() > 1}
+    """The histories measured after every round (eval.every_n_rounds=1): curves, not points."""
+    return {k: h for k, h in sweep.histories.items() if "test/auroc" in h and h["test/auroc"].notna().all() and len(h)}
 
 
 def _curves(sweep: Sweep, scenario: str, column: str, metric: str) -> pd.DataFrame:
