@@ -66,7 +66,7 @@ strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x
 	$(PYTHON) src/train.py experiment=strategies strategy=fedavg method=local,fdagmm,pooled hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
 	$(PYTHON) src/report.py $(SWEEP_DIR)/strategies $(SWEEP_DIR)/fedavg
 
-who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (210 jobs; not run yet)
+who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (165 jobs; not run yet)
 	$(PYTHON) src/train.py experiment=who_gains method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
 	$(PYTHON) src/train.py experiment=who_gains method=local method.home_client=0,1,2,3,4,5,6,7,8,9 hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS)
 
