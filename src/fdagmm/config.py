@@ -29,7 +29,7 @@ from fdagmm.errors import ConfigError, FdagmmError, first_line
 from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION, POSITIVE, SEED, Range, check_range
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
-from fdagmm.data.datamodule import SCALING_RECORDS
+from fdagmm.data.features import SCALING_RECORDS
 from fdagmm.data.kdd99 import KDD99
 
 

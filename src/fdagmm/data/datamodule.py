@@ -22,12 +22,6 @@ from fdagmm.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-# Which records set the min-max scaling bounds: "train", the training records of the clients
-# a method trains on (the study's rule: nothing but training data); "all", every record of
-# every client, test records included (the DAGMM paper's preprocessing of KDDCUP99, which
-# normalises the whole data set before splitting it).
-SCALING_RECORDS = ("train", "all")
-
 
 @dataclass
 class ClientData:
