@@ -94,7 +94,12 @@ def _outside(allowed: Range) -> list[float]:
 
 def _out_of_range_cases():
     """(overrides that select the option, key, its range): each setting once."""
-    cases = {key: ((), allowed) for key, allowed in declared_ranges(Config).items() if allowed is not CHECKED_BY_ITS_LIBRARY}
+    cases = {
+        # A setting that only some options of its group set (method.detector's): the first that does.
+        key: (next((o for o in _group_options() if OmegaConf.select(_compose(o), key) is not None), ()), allowed)
+        for key, allowed in declared_ranges(Config).items()
+        if allowed is not CHECKED_BY_ITS_LIBRARY
+    }
     for overrides in _group_options():
         group = overrides[0].partition("=")[0] if overrides else None
         if group in CLASS_GROUPS:

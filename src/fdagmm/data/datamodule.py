@@ -131,6 +131,7 @@ class KDDClientsDataModule(pl.LightningDataModule):
         train_clients: list[int],
         cache_dir: str | None = None,
         scaling: str = "schema_log",
+        scaling_records: str = "train",
     ):
         super().__init__()
         self.path = path
@@ -142,6 +143,7 @@ class KDDClientsDataModule(pl.LightningDataModule):
         self.seed = seed
         self.train_clients = list(train_clients)
         self.scaling = scaling
+        self.scaling_records = scaling_records
         self.clients: list[ClientData] = []
         self.encoder: FeatureEncoder | None = None
 
@@ -153,14 +155,23 @@ class KDDClientsDataModule(pl.LightningDataModule):
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
         records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.partitioner, self.seed)
-        # federated_minmax: each training client reports the min/max of its own training records only.
-        scaling = federation_scaling(self.scaling, lambda: [ScalingStats.of(records[k].train) for k in self.train_clients])
+        # federated_minmax: each training client reports the min/max of its own training records
+        # only (or, for scaling_records=all, of all its records).
+        def client_stats() -> list[ScalingStats]:
+            if self.scaling_records == "all":
+                return [ScalingStats.of(part) for r in records for part in (r.train, r.test)]
+            return [ScalingStats.of(records[k].train) for k in self.train_clients]
+
+        scaling = federation_scaling(self.scaling, client_stats)
         self.encoder = FeatureEncoder(scaling)
         self.clients = [encode_client(r, self.encoder) for r in records]
 
+    def pooled_train_x(self) -> Tensor:
+        """The training records of every client in ``train_clients``, in client order."""
+        return torch.cat([self.clients[k].train_x for k in self.train_clients])
+
     def train_dataloader(self) -> DataLoader:
-        x = torch.cat([self.clients[k].train_x for k in self.train_clients])
-        return batch_loader(x, self.batch_size, derive_seed(self.seed))
+        return batch_loader(self.pooled_train_x(), self.batch_size, derive_seed(self.seed))
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Record counts per client, for the log and metrics.json."""

@@ -29,6 +29,12 @@ from fdagmm.data.schema import DatasetSchema
 # smurf and neptune alone (dst_bytes always 0) sees normal traffic at 5e6 training spans.
 OUT_OF_RANGE = 1e12
 
+# Which records set the min-max scaling bounds: "train", the training records of the clients
+# a method trains on (the study's rule: nothing but training data); "all", every record of
+# every client, test records included (the DAGMM paper's preprocessing of KDDCUP99, which
+# normalises the whole data set before splitting it).
+SCALING_RECORDS = ("train", "all")
+
 
 @dataclass(frozen=True)
 class ScalingStats:
