@@ -193,7 +193,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.data.scaling_records in SCALING_RECORDS, f"data.scaling_records must be train or all, got {cfg.data.scaling_records!r}")
     _check(
         cfg.data.scaling_records == "train" or cfg.data.scaling == "federated_minmax",
-        f"data.scaling_records=all sets min-max bounds; data.scaling={cfg.data.scaling} has fixed ones: add data.scaling=federated_minmax",
+        f"data.scaling_records=all picks the records of min-max bounds; data.scaling={cfg.data.scaling} has fixed ones: add data.scaling=federated_minmax",
     )
 
     n_clients = build(cfg.partition).num_clients

@@ -202,7 +202,8 @@ def test_zero_rounds_is_the_untrained_network(synthetic_file, tmp_path):
      (("method=fdagmm", "+method.detector={_target_: fdagmm.detection.baselines.PCAReconstructionScorer}"), "classical detectors train centralised"),
      (("method=iforest_local", "method.detector.n_estimators=0"), "method.detector.n_estimators must be >= 1"),
      (("data.scaling_records=test",), "data.scaling_records must be train or all"),
-     (("fed.backend=flower", "data.scaling_records=all"), "with fed.backend=flower use data.scaling_records=train")],
+     (("data.scaling_records=all",), "data.scaling=schema_log has fixed ones: add data.scaling=federated_minmax"),
+     (("fed.backend=flower", "data.scaling=federated_minmax", "data.scaling_records=all"), "with fed.backend=flower use data.scaling_records=train")],
 )  # fmt: skip
 def test_impossible_settings_are_refused_in_one_line(synthetic_file, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

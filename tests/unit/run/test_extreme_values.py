@@ -4,6 +4,7 @@ trains without NaN, and its detector flags such values in new traffic."""
 import gzip
 
 import numpy as np
+import pytest
 from helpers.synthetic import synthetic_frame
 from hydra import compose, initialize
 
@@ -13,7 +14,11 @@ from fdagmm.detection.scoring import score_file
 from fdagmm.run.experiment import train
 
 
-def test_extreme_finite_training_values_train_without_nan_and_are_flagged_when_scored(tmp_path):
+# The feature a new record puts far outside each scaling's range: with federated_minmax any
+# feature beyond its training range; with schema_log's log-scaled counts nothing finite is
+# (log1p(1e300) = 691), only a rate or an indicator.
+@pytest.mark.parametrize("scaling, new_feature", [("federated_minmax", "dst_bytes"), ("schema_log", "serror_rate")])
+def test_extreme_finite_training_values_train_without_nan_and_are_flagged_when_scored(tmp_path, scaling, new_feature):
     frame = synthetic_frame(3000, seed=1)
     attacks = np.flatnonzero(frame[KDD99.label] != KDD99.normal_label)
     # Both ends of float64 in one column: max - min overflows to inf unless scaling avoids it.
@@ -28,15 +33,15 @@ def test_extreme_finite_training_values_train_without_nan_and_are_flagged_when_s
         cfg = compose(
             config_name="config",
             overrides=[f"data.path={path}", "data.cache_dir=null", f"paths.output_dir={tmp_path / 'run'}",
-                       "trainer.accelerator=cpu", "data.batch_size=256", "scenario=s4", "fed.rounds=2"],
+                       "trainer.accelerator=cpu", "data.batch_size=256", "scenario=s4", "fed.rounds=2", f"data.scaling={scaling}"],
         )  # fmt: skip
     payload = train(cfg)
     assert all(np.isfinite(v) for h in payload["history"] for k, v in h.items() if k.startswith(("train/", "test/")))
     assert all(np.isfinite(v) for v in payload["final"].values())
 
-    # New traffic: an ordinary record and one beyond float32, far outside the training range of dst_bytes.
+    # New traffic: an ordinary record and one beyond float32, far outside the scaling's range.
     new = frame.iloc[:2].copy()
-    new.loc[new.index[1], "dst_bytes"] = 1e300
+    new.loc[new.index[1], new_feature] = 1e300
     source = tmp_path / "new.csv"
     new.to_csv(source, header=False, index=False)
     detector = Detector.load(tmp_path / "run")
