@@ -15,7 +15,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost bench test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost baselines benchmark strategy-tuning strategies who-gains bench test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,30 @@ privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients
 	$(PYTHON) src/train.py experiment=privacy_cost privacy=none privacy.target_epsilon=null hydra.sweep.dir=$(PRIVACY_DIR)/none $(ARGS) && \
 	$(PYTHON) src/train.py experiment=privacy_cost fed.gmm_stats=local hydra.sweep.dir=$(PRIVACY_DIR)/local $(ARGS) || exit 1; \
 	$(PYTHON) src/privacy_cost.py $(PRIVACY_DIR)/dp $(PRIVACY_DIR)/none $(PRIVACY_DIR)/local --wall-time-s $$(( $$(date +%s) - start ))
+
+# Issue #12's experiments: each runs one job at a time into SWEEP_DIR, then writes its report there.
+baselines:  ## Isolation Forest and PCA reconstruction, client 0 alone and pooled, s1-s4 x seeds 0-4 (80 jobs)
+	$(PYTHON) src/train.py experiment=baselines hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); \
+	$(PYTHON) src/report.py $(SWEEP_DIR)
+
+benchmark:  ## DAGMM on the paper's KDDCUP99 protocol, trained and untrained, seeds 0-4 (10 jobs)
+	$(PYTHON) src/train.py experiment=dagmm_benchmark hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); \
+	$(PYTHON) src/report.py $(SWEEP_DIR)
+
+strategy-tuning:  ## each strategy's main hyper-parameter, 2 values, s1 and s3, seeds 5-9 (80 jobs)
+	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedavgm strategy.server_momentum=0.5,0.9 hydra.sweep.dir=$(SWEEP_DIR)/fedavgm $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedadam strategy.eta=0.001,0.01 hydra.sweep.dir=$(SWEEP_DIR)/fedadam $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedprox strategy.proximal_mu=0.01,0.1 hydra.sweep.dir=$(SWEEP_DIR)/fedprox $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedper fed.gmm_stats=global,local hydra.sweep.dir=$(SWEEP_DIR)/fedper $(ARGS)
+
+strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x seeds 0-4 (140 jobs), then one report
+	$(PYTHON) src/train.py experiment=strategies hydra.sweep.dir=$(SWEEP_DIR)/strategies $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies strategy=fedavg method=local,fdagmm,pooled hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
+	$(PYTHON) src/report.py $(SWEEP_DIR)/strategies $(SWEEP_DIR)/fedavg
+
+who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (165 jobs; not run yet)
+	$(PYTHON) src/train.py experiment=who_gains method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
+	$(PYTHON) src/train.py experiment=who_gains method=local method.home_client=0,1,2,3,4,5,6,7,8,9 hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS)
 
 bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

@@ -1,4 +1,5 @@
-"""Tables and figures of a sweep: `python src/report.py outputs/multiruns/<date_time>`."""
+"""Tables and figures of a sweep, or of several sweeps together (written into the first):
+`python src/report.py outputs/multiruns/<date_time> [more sweep dirs]`."""
 
 import argparse
 import sys
@@ -9,13 +10,14 @@ from fdagmm.report import write_report
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun dir (holds one dir per job)")
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", help="Hydra multirun dirs (each holds one dir per job)")
     parser.add_argument("--wall-time-s", type=float, help="the sweep's wall time, to print in the report")
     args = parser.parse_args()
-    if not args.sweep_dir.is_dir():
-        sys.exit(f"error: {args.sweep_dir} is not a directory: pass the sweep dir of a multirun")
+    for sweep_dir in args.sweep_dirs:
+        if not sweep_dir.is_dir():
+            sys.exit(f"error: {sweep_dir} is not a directory: pass the sweep dir of a multirun")
     try:
-        path = write_report(args.sweep_dir, args.wall_time_s)
+        path = write_report(args.sweep_dirs, args.wall_time_s)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     print(f"report written to {path}")

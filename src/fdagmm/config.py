@@ -29,6 +29,7 @@ from fdagmm.errors import ConfigError, FdagmmError, first_line
 from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION, POSITIVE, SEED, Range, check_range
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
+from fdagmm.data.features import SCALING_RECORDS, SCALINGS
 from fdagmm.data.kdd99 import KDD99
 
 
@@ -58,6 +59,8 @@ class DataConfig:
     data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
     batch_size: int = ranged(1024, AT_LEAST_1)
+    scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max)
+    scaling_records: str = "train"  # train: the training clients' training records | all (see conf/data/kdd99.yaml)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class FlowerConfig:
 class FedConfig:
     backend: str = "inprocess"  # inprocess: one process | flower: SuperLink + SuperNodes
     flower: FlowerConfig = field(default_factory=FlowerConfig)
-    rounds: int = ranged(20, AT_LEAST_1)
+    rounds: int = ranged(20, AT_LEAST_0)  # 0: a centralised method's untrained network (a reference)
     local_epochs: int = ranged(1, AT_LEAST_1)
     clients_per_round: Optional[int] = ranged(None, AT_LEAST_1)  # clients sampled to train each round; None: every client
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
@@ -96,6 +99,14 @@ class MethodConfig:
     trains_on: str = "all"  # all | home | others (every client but the home client)
     home_client: int = ranged(0, AT_LEAST_0)  # the organisation the comparison is about (the study's client 0)
     eval_client: int = ranged(0, AT_LEAST_0)  # whose test set the run reports (every client's is in per_client)
+    # A classical detector instead of DAGMM (fdagmm.detection.baselines), fitted on the encoded
+    # training records of the clients in trains_on; None: DAGMM.
+    detector: Any = field(
+        default=None,
+        metadata={ARGUMENT_RANGES: {
+            "n_estimators": AT_LEAST_1, "max_samples": AT_LEAST_1, "seed": SEED, "explained_variance": OPEN_FRACTION,
+        }},
+    )  # fmt: skip
 
 
 @dataclass
@@ -176,6 +187,14 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
     check_ranges(cfg, Config)
     _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
+    _check(cfg.data.scaling in SCALINGS, f"data.scaling must be one of {', '.join(SCALINGS)}, got {cfg.data.scaling!r}")
+
+    _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")
+    _check(cfg.data.scaling_records in SCALING_RECORDS, f"data.scaling_records must be train or all, got {cfg.data.scaling_records!r}")
+    _check(
+        cfg.data.scaling_records == "train" or cfg.data.scaling == "federated_minmax",
+        f"data.scaling_records=all sets min-max bounds; data.scaling={cfg.data.scaling} has fixed ones: add data.scaling=federated_minmax",
+    )
 
     n_clients = build(cfg.partition).num_clients
     build(cfg.strategy)
@@ -184,6 +203,14 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("home_client", "eval_client"):
         _check(m[key] in clients, f"method.{key} must be one of the client ids {clients[0]}..{clients[-1]}, got {m[key]}")
     _check(m.trains_on in TRAINS_ON, f"method.trains_on must be one of {', '.join(TRAINS_ON)}, got {m.trains_on!r}")
+    _check(
+        cfg.fed.rounds >= 1 or not m.federated,
+        "fed.rounds must be >= 1 for a federation (0 is for a centralised method's untrained reference), got 0",
+    )
+    _check(
+        m.detector is None or not m.federated,
+        f"method {m.name} is federated and names a method.detector; classical detectors train centralised (trains_on)",
+    )
     train_clients = train_clients_of(cfg)
     _check(bool(train_clients), f"method {m.name} trains on the clients other than client {m.home_client}, and there are none: use more clients")
 
@@ -209,6 +236,11 @@ def validate_config(cfg: DictConfig) -> None:
             cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
             "the pooled threshold reference shares training-record energies between organisations; "
             "with fed.backend=flower use eval.threshold_ref=own and eval.compare_threshold_refs=false",
+        )
+        _check(
+            cfg.data.scaling_records == "train",
+            "data.scaling_records=all scales with every organisation's test records, which a federation keeps private; "
+            "with fed.backend=flower use data.scaling_records=train",
         )
     _validate_privacy(cfg, len(train_clients))
     _check(

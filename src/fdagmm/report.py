@@ -1,9 +1,11 @@
 """Aggregate a sweep's runs into the study's tables and figures.
 
-Reads every job dir of a Hydra multirun (``.hydra/config.yaml`` and ``metrics.json``) and
-writes, into the sweep dir: ``report.md``, one CSV per metric, ``f1_by_scenario.png`` and
-``rounds.png``. A job without ``metrics.json``, or a (scenario, method, seed) of the grid
-with no job, is listed as missing rather than averaged away.
+Reads every job dir of one or more Hydra multiruns (``.hydra/config.yaml`` and
+``metrics.json``) and writes, into the first sweep dir: ``report.md``, one CSV per metric,
+``f1_by_scenario.png``, ``rounds.png`` and, when federations and the pooled bound are both
+there, ``gap_to_pooled.png``. A column is a method, with its strategy when that is not FedAvg
+and ``untrained`` for a network trained 0 epochs. A job without ``metrics.json``, or a
+(scenario, column, seed) of the grid with no job, is listed as missing rather than averaged away.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from fdagmm.detection.evaluation import THRESHOLD_REFS  # noqa: E402
 
-# Columns in the study's order; each is labelled as its runs name it (metrics.json's label:
+# Columns in the study's order, then the other strategies and the classical baselines (any
+# other column follows, sorted); each is labelled as its runs name it (metrics.json's label:
 # DAGMM C0, FDAGMM, DAGMM C0&C1, DAGMM C1 in the study's two-client scenarios).
-METHODS = ("local", "fdagmm", "pooled", "remote")
+METHODS = (
+    "local", "local_untrained", "fdagmm", "fdagmm_fedavgm", "fdagmm_fedadam", "fdagmm_fedprox", "fdagmm_fedper",
+    "pooled", "remote", "iforest_local", "iforest_pooled", "pca_local", "pca_pooled",
+)  # fmt: skip
 METRICS = {
     "test/precision": "Precision",
     "test/recall": "Recall",
@@ -41,29 +47,52 @@ THRESHOLDED = ["test/precision", "test/recall", "test/f1"]
 class Sweep:
     runs: pd.DataFrame  # one row per finished job: scenario, method, seed, job, metrics
     other_ref: pd.DataFrame  # the same jobs' P, R, F1 with the other threshold reference
-    histories: dict[tuple[str, str, int], pd.DataFrame]  # per-round history of each job
+    histories: dict[tuple[str, str, int], pd.DataFrame]  # per-round history of each job, by (scenario, column, seed)
     missing: list[str]  # failed jobs and holes in the grid, one line each
     non_finite: list[str]  # jobs with a NaN or inf loss or metric, one line each
     settings: dict[str, object]
     other_ref_name: str
-    labels: dict[str, str]  # method -> its column's name
+    labels: dict[str, str]  # column -> its name in tables
 
 
-def collect(sweep_dir: Path) -> Sweep:
+def column_of(cfg, strategy: str) -> str:
+    """A job's column: its method, with a strategy other than FedAvg, ``_untrained`` at 0 epochs."""
+    name = cfg.method.name + (f"_{strategy}" if cfg.method.federated and strategy != "fedavg" else "")
+    return name + ("_untrained" if cfg.fed.rounds == 0 and cfg.method.get("detector") is None else "")
+
+
+def column_label(cfg, label: str) -> str:
+    """metrics.json's label, saying which columns are references rather than candidates."""
+    if cfg.fed.rounds == 0 and cfg.method.get("detector") is None:
+        return f"{label} (untrained)"
+    if not cfg.method.federated and cfg.method.trains_on == "all":
+        return f"{label} (ideal bound)" if cfg.method.get("detector") is None else f"{label} (pooled, non-private reference)"
+    return label
+
+
+def _job_dirs(sweep_dirs: list[Path]) -> list[Path]:
+    jobs = []
+    for sweep_dir in sweep_dirs:
+        found = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+        if not found:
+            raise FileNotFoundError(f"{sweep_dir} holds no Hydra job dirs (*/.hydra/config.yaml)")
+        jobs += found
+    return jobs
+
+
+def collect(sweep_dirs: Path | list[Path]) -> Sweep:
+    """Every job of ``sweep_dirs`` (one sweep dir or several: e.g. a study sweep and a baselines sweep)."""
     rows, other_rows, histories, missing, non_finite, labels = [], [], {}, [], [], {}
     settings: dict[str, object] = {}
-    job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-    if not job_dirs:
-        raise FileNotFoundError(f"{sweep_dir} holds no Hydra job dirs (*/.hydra/config.yaml)")
-    for job in job_dirs:
+    for job in _job_dirs([sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)):
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        key = {"scenario": cfg.partition.name, "method": cfg.method.name, "seed": int(cfg.seed)}
         metrics_file = job / "metrics.json"
         if not metrics_file.is_file():
             missing.append(f"{job.name}: no metrics.json (the job failed or was stopped; see its train.log)")
             continue
         metrics = json.loads(metrics_file.read_text())
-        labels.setdefault(key["method"], metrics["label"] + (" (ideal bound)" if key["method"] == "pooled" else ""))
+        key = {"scenario": cfg.partition.name, "method": column_of(cfg, metrics["strategy"]), "seed": int(cfg.seed)}
+        labels.setdefault(key["method"], column_label(cfg, metrics["label"]))
         settings = settings or _settings(cfg)
         rows.append({**key, "job": job.name, **metrics["final"]})
         other = next(r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref)
@@ -77,9 +106,7 @@ def collect(sweep_dir: Path) -> Sweep:
         if bad:
             non_finite.append(f"{job.name}: non-finite {', '.join(sorted(set(bad)))}")
     runs = pd.DataFrame(rows, columns=["scenario", "method", "seed", "job", *METRICS])
-    grid = itertools.product(
-        sorted(runs.scenario.unique()), [m for m in METHODS if m in set(runs.method)], sorted(runs.seed.unique())
-    )
+    grid = itertools.product(sorted(runs.scenario.unique()), columns_of(runs), sorted(runs.seed.unique()))
     present = set(zip(runs.scenario, runs.method, runs.seed))
     missing += [f"scenario {s}, method {m}, seed {seed}: no finished job" for s, m, seed in grid if (s, m, seed) not in present]
     return Sweep(
@@ -94,10 +121,16 @@ def collect(sweep_dir: Path) -> Sweep:
     )
 
 
+def columns_of(runs: pd.DataFrame) -> list[str]:
+    """The columns present: METHODS' order, then any other, sorted."""
+    present = set(runs.method)
+    return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
+
+
 def summary(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Mean, sample standard deviation and count over seeds: scenarios x methods."""
+    """Mean, sample standard deviation and count over seeds: scenarios x columns."""
     grouped = runs.groupby(["scenario", "method"])[metric]
-    methods = [m for m in METHODS if m in set(runs.method)]
+    methods = columns_of(runs)
     shape = lambda s: s.unstack("method").reindex(columns=methods)  # noqa: E731
     return shape(grouped.mean()), shape(grouped.std(ddof=1)), shape(grouped.count())
 
@@ -154,14 +187,11 @@ def plot_f1_by_scenario(runs: pd.DataFrame, path: Path, labels: dict[str, str]) 
 def plot_rounds(sweep: Sweep, path: Path) -> None:
     """FDAGMM's AUROC and F1 per round on the evaluated client, mean and +-1 std band, with
     the final levels of the local and pooled baselines."""
-    scenarios = sorted({s for s, m, _ in sweep.histories if m == "fdagmm"})
+    scenarios = sorted({s for s, m, _ in _per_round(sweep) if m == "fdagmm"})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110, sharex=True)
     for metric, ax in zip(["test/auroc", "test/f1"], axes):
         for color, scenario in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], scenarios):
-            curves = pd.concat(
-                [h.set_index("round")[metric] for (s, m, _), h in sweep.histories.items() if s == scenario and m == "fdagmm"],
-                axis=1,
-            )
+            curves = _curves(sweep, scenario, "fdagmm", metric)
             mean, std = curves.mean(axis=1), curves.std(axis=1, ddof=1).fillna(0)
             ax.plot(mean.index, mean, color=color, label=f"{scenario} FDAGMM")
             ax.fill_between(mean.index, mean - std, mean + std, color=color, alpha=0.2)
@@ -181,16 +211,85 @@ def plot_rounds(sweep: Sweep, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
-    """Write report.md, table_<metric>.csv and the two figures into ``sweep_dir``."""
-    sweep = collect(sweep_dir)
+def _per_round(sweep: Sweep) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """The histories measured after every round (eval.every_n_rounds=1): curves, not points."""
+    return {k: h for k, h in sweep.histories.items() if "test/auroc" in h and h["test/auroc"].notna().all() and len(h)}
+
+
+def _curves(sweep: Sweep, scenario: str, column: str, metric: str) -> pd.DataFrame:
+    """One column per seed with a per-round history: ``metric`` by round."""
+    return pd.concat(
+        [h.set_index("round")[metric].dropna() for (s, m, _), h in _per_round(sweep).items() if s == scenario and m == column],
+        axis=1,
+    )
+
+
+def federated_columns(sweep: Sweep) -> list[str]:
+    return [c for c in columns_of(sweep.runs) if c.startswith("fdagmm")]
+
+
+def plot_gap_to_pooled(sweep: Sweep, path: Path, auroc_target: float = 0.02) -> None:
+    """Per scenario and federated column: the pooled bound's mean minus the column's mean,
+    for AUROC and F1 (positive: below the bound)."""
+    columns = federated_columns(sweep)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for metric, ax in zip(["test/auroc", "test/f1"], axes):
+        mean, _, _ = summary(sweep.runs, metric)
+        gap = mean[columns].rsub(mean["pooled"], axis=0)
+        width = 0.8 / len(columns)
+        x = np.arange(len(gap.index))
+        for i, column in enumerate(columns):
+            ax.bar(x + (i - (len(columns) - 1) / 2) * width, gap[column], width, label=sweep.labels[column])
+        ax.axhline(0, color="k", linewidth=0.8)
+        if metric == "test/auroc":
+            ax.axhline(auroc_target, color="k", linestyle="--", linewidth=0.8, label=f"target: {auroc_target} below the bound")
+        ax.set_xticks(x, gap.index)
+        ax.set_xlabel("scenario")
+        ax.set_title(f"{METRICS[metric]}: pooled bound minus federation (mean over seeds)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_rounds_by_strategy(sweep: Sweep, path: Path) -> None:
+    """Each federated column's AUROC and F1 per round (mean over the seeds measured every
+    round), one panel per scenario, with the pooled bound's final mean dotted."""
+    scenarios = sorted({s for s, m, _ in _per_round(sweep) if m.startswith("fdagmm")})
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(3.2 * len(scenarios), 6), dpi=110, sharex=True, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, metric in enumerate(["test/auroc", "test/f1"]):
+        for ax, scenario in zip(axes[row], scenarios):
+            for color, column in zip(colors, federated_columns(sweep)):
+                curves = _curves(sweep, scenario, column, metric)
+                if not curves.empty:
+                    ax.plot(curves.index, curves.mean(axis=1), color=color, label=sweep.labels[column])
+            level = sweep.runs.query("scenario == @scenario and method == 'pooled'")[metric].mean()
+            if not np.isnan(level):
+                ax.axhline(level, color="k", linestyle=":", linewidth=1, label=f"{sweep.labels['pooled']} (final)")
+            ax.set_title(f"{scenario}: {METRICS[metric]}", fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[1]:
+        ax.set_xlabel("communication round")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None) -> Path:
+    """Write report.md, table_<metric>.csv and the figures into the first of ``sweep_dirs``."""
+    sweep = collect(sweep_dirs)
+    sweep_dir = sweep_dirs if isinstance(sweep_dirs, Path) else Path(sweep_dirs[0])
     if sweep.runs.empty:
         raise FileNotFoundError(f"no job in {sweep_dir} finished: " + "; ".join(sweep.missing))
     seeds = sorted(sweep.runs.seed.unique())
     parts = [
         "# FDAGMM: reproduction of the study",
         "",
-        f"Sweep `{sweep_dir}`: {len(sweep.runs)} finished jobs, scenarios "
+        f"Sweep{'s' if isinstance(sweep_dirs, list) and len(sweep_dirs) > 1 else ''} "
+        f"{', '.join(f'`{d}`' for d in ([sweep_dirs] if isinstance(sweep_dirs, Path) else sweep_dirs))}: "
+        f"{len(sweep.runs)} finished jobs, scenarios "
         f"{', '.join(sorted(sweep.runs.scenario.unique()))}, seeds {', '.join(map(str, seeds))}."
         + (f" Wall time of the sweep: {wall_time_s / 60:.1f} min." if wall_time_s is not None else ""),
         "",
@@ -223,16 +322,16 @@ def write_report(sweep_dir: Path, wall_time_s: float | None = None) -> Path:
         "None: every loss and metric of every round of every finished job is finite."
     ]
     plot_f1_by_scenario(sweep.runs, sweep_dir / "f1_by_scenario.png", sweep.labels)
-    plot_rounds(sweep, sweep_dir / "rounds.png")
-    parts += [
-        "",
-        "## Figures",
-        "",
-        "![F1 by scenario and method](f1_by_scenario.png)",
-        "",
-        "![FDAGMM per communication round](rounds.png)",
-        "",
-    ]
+    parts += ["", "## Figures", "", "![F1 by scenario and method](f1_by_scenario.png)", ""]
+    if any(m == "fdagmm" for _, m, _ in _per_round(sweep)):
+        plot_rounds(sweep, sweep_dir / "rounds.png")
+        parts += ["![FDAGMM per communication round](rounds.png)", ""]
+    if "pooled" in sweep.labels and federated_columns(sweep):
+        plot_gap_to_pooled(sweep, sweep_dir / "gap_to_pooled.png")
+        parts += ["![Gap to the pooled bound per scenario and strategy](gap_to_pooled.png)", ""]
+    if len({m for _, m, _ in _per_round(sweep) if m.startswith("fdagmm")}) > 1:
+        plot_rounds_by_strategy(sweep, sweep_dir / "rounds_by_strategy.png")
+        parts += ["![Each strategy per communication round](rounds_by_strategy.png)", ""]
     path = sweep_dir / "report.md"
     path.write_text("\n".join(parts))
     return path

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,7 @@ from fdagmm.models.dagmm import gmm_sufficient_stats  # noqa: E402
 from fdagmm.data.datamodule import encode_client  # noqa: E402
 from fdagmm.detection.detector import Detector  # noqa: E402
 from fdagmm.errors import ConfigError  # noqa: E402
-from fdagmm.data.features import FeatureEncoder, ScalingStats  # noqa: E402
+from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling  # noqa: E402
 from fdagmm.federation.flower.launcher import LocalFederation, flower_processes, run_flower, write_run_config  # noqa: E402
 from fdagmm.federation.flower.partitions import load_partition, write_partitions  # noqa: E402
 from fdagmm.federation.flower.records import (  # noqa: E402
@@ -38,6 +39,8 @@ from fdagmm.federation.flower.records import (  # noqa: E402
     gmm_stats_record,
     scaling_from_record,
     scaling_record,
+    scaling_stats_from_record,
+    scaling_stats_record,
 )
 from fdagmm.federation.rounds import FederationError  # noqa: E402
 
@@ -70,21 +73,23 @@ def test_config_crosses_the_wire_resolved(kdd_slice, tmp_path):
     assert back.data.cache_dir is None and back.fed.backend == "flower"
 
 
-def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path):
-    """Encoded with the federation's bounds, a partition file gives exactly the in-process
-    client's tensors; the bounds combined from each file's own statistics are the same."""
-    cfg = _cfg(kdd_slice, tmp_path)
+@pytest.mark.parametrize("scaling", ["schema_log", "federated_minmax"])
+def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path, scaling):
+    """Encoded with the federation's scaling, a partition file gives exactly the in-process
+    client's tensors; with federated_minmax, the bounds combined from each file's own
+    statistics (as they cross the wire) are the same."""
+    cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
     paths, counts = write_partitions(cfg, tmp_path / "partitions")
     datamodule = build(cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=[0, 1])
     datamodule.setup()
     assert counts == datamodule.summary()
     records = [load_partition(path) for path in paths]
-    bounds = ScalingStats.combine([scaling_from_record(scaling_record(ScalingStats.of(r.train))) for r in records])
-    assert (bounds.minimum == datamodule.encoder.scaling.minimum).all()
-    assert (bounds.maximum == datamodule.encoder.scaling.maximum).all()
-    assert bounds.n_records == datamodule.encoder.scaling.n_records
+    stats = lambda: [scaling_stats_from_record(scaling_stats_record(ScalingStats.of(r.train))) for r in records]  # noqa: E731
+    sent = scaling_from_record(scaling_record(federation_scaling(scaling, stats)))
+    for field in ("minimum", "maximum", "log_scaled"):
+        np.testing.assert_array_equal(getattr(sent, field), getattr(datamodule.encoder.scaling, field))
     for r, expected in zip(records, datamodule.clients, strict=True):
-        data = encode_client(r, FeatureEncoder(bounds))
+        data = encode_client(r, FeatureEncoder(sent))
         assert data.client_id == expected.client_id
         assert torch.equal(data.train_x, expected.train_x) and torch.equal(data.test_x, expected.test_x)
         assert (data.test_is_anomaly == expected.test_is_anomaly).all()
@@ -125,8 +130,10 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process
-    backend, bit for bit here (tolerance 1e-9), the same outputs, no process left behind."""
-    common = [*setting, "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu"]
+    backend, bit for bit here (tolerance 1e-9), the same outputs, no process left behind.
+    One torch thread in both: the local launcher otherwise shares the cores out among the
+    ClientApps, and another thread count rounds reductions differently (~1e-7)."""
+    common = [*setting, "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu", "torch_threads=1"]
     runs = {}
     flower_dir = tmp_path / "flower"
     try:

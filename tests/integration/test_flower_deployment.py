@@ -28,7 +28,7 @@ from hydra import compose, initialize  # noqa: E402
 
 from fdagmm.federation.client import Client  # noqa: E402
 from fdagmm.federation.flower import client_app, server_app  # noqa: E402
-from fdagmm.federation.flower.launcher import flower_processes  # noqa: E402
+from fdagmm.federation.flower.launcher import LocalFederation, flower_processes  # noqa: E402
 from fdagmm.federation.flower.partitions import write_partitions  # noqa: E402
 from fdagmm.federation.flower.records import CONFIG_KEY, OUTPUT_DIR_KEY, config_to_json  # noqa: E402
 from fdagmm.run.experiment import train  # noqa: E402
@@ -178,3 +178,15 @@ def test_runs_with_the_venv_python_called_directly(kdd_tiny, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["round"] for r in metrics["history"]] == [1]
     assert flower_processes(tmp_path / "flower" / "home") == []
+
+
+def test_the_local_clientapps_share_the_cores_unless_told_otherwise(tmp_path, monkeypatch):
+    """SuperNodes on one machine train at once: each ClientApp gets cores/K torch threads
+    (at least 1), not a thread per core each; a thread count the user set is kept."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    partitions = [tmp_path / f"client{k}.pt" for k in range(4)]
+    assert LocalFederation(tmp_path, partitions, tmp_path, 60.0).env["OMP_NUM_THREADS"] == "4"
+    assert LocalFederation(tmp_path, partitions * 8, tmp_path, 60.0).env["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert LocalFederation(tmp_path, partitions, tmp_path, 60.0).env["OMP_NUM_THREADS"] == "3"

@@ -1,6 +1,7 @@
 """FedAvg and the study's methods give the numbers they gave before the federation core was
 redesigned (strategies, partitioners, K clients): recorded with the code of commit 21ffc9c on
-this slice (every 16th record of the real file), scenario s4, 2 rounds, seed 0, CPU."""
+this slice (every 16th record of the real file), scenario s4, 2 rounds, seed 0, CPU, with the
+study's scaling (data.scaling=federated_minmax, which experiment=reproduce pins)."""
 
 import pytest
 from hydra import compose, initialize
@@ -114,7 +115,7 @@ def test_the_study_gives_the_numbers_recorded_before_the_redesign(kdd_slice, tmp
         cfg = compose(
             config_name="config",
             overrides=[f"data.path={kdd_slice}", "data.cache_dir=null", f"paths.output_dir={tmp_path}", "scenario=s4",
-                       "fed.rounds=2", "trainer.accelerator=cpu", f"method={method}"],
+                       "fed.rounds=2", "trainer.accelerator=cpu", f"method={method}", "data.scaling=federated_minmax"],
         )  # fmt: skip
     payload = train(cfg)
     expected = RECORDED[method]

@@ -94,7 +94,12 @@ def _outside(allowed: Range) -> list[float]:
 
 def _out_of_range_cases():
     """(overrides that select the option, key, its range): each setting once."""
-    cases = {key: ((), allowed) for key, allowed in declared_ranges(Config).items() if allowed is not CHECKED_BY_ITS_LIBRARY}
+    cases = {
+        # A setting that only some options of its group set (method.detector's): the first that does.
+        key: (next((o for o in _group_options() if OmegaConf.select(_compose(o), key) is not None), ()), allowed)
+        for key, allowed in declared_ranges(Config).items()
+        if allowed is not CHECKED_BY_ITS_LIBRARY
+    }
     for overrides in _group_options():
         group = overrides[0].partition("=")[0] if overrides else None
         if group in CLASS_GROUPS:
@@ -128,3 +133,11 @@ def test_a_value_out_of_range_is_refused_before_any_data_is_read(tmp_path, overr
 def test_a_scoring_argument_out_of_range_is_refused(key, bad):
     with pytest.raises(ConfigError, match=f"^{key} must be "):
         score_config(["model=m", "input=i", f"{key}={bad}"])
+
+
+def test_model_compile_takes_true_false_or_auto(tmp_path):
+    cfg = copy.deepcopy(_compose(()))
+    cfg.model.compile = "sometimes"
+    cfg.paths.output_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="^model.compile must be true, false or auto, got 'sometimes'$"):
+        train(cfg)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
 from fdagmm.data.kdd99 import KDD99
 from fdagmm.data.loading import load_kdd
 from fdagmm.data.partition import Partitioner
@@ -112,8 +112,10 @@ def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
 class KDDClientsDataModule(pl.LightningDataModule):
     """Loads KDDCUP99, partitions it into clients (``partitioner``) and encodes each client.
 
-    Scaling bounds come from the training records of ``train_clients`` (the clients whose
-    data the method trains on), combined from per-client statistics. ``train_dataloader``
+    The numeric features are scaled by ``scaling`` (``features.federation_scaling``): fixed
+    bounds from the schema, or (``federated_minmax``) the bounds of the training records of
+    ``train_clients`` (the clients whose data the method trains on), combined from per-client
+    statistics. ``train_dataloader``
     serves the union of those clients' training sets (centralised training); each client's
     encoded records are in ``clients`` (federated training).
     """
@@ -128,6 +130,8 @@ class KDDClientsDataModule(pl.LightningDataModule):
         seed: int,
         train_clients: list[int],
         cache_dir: str | None = None,
+        scaling: str = "schema_log",
+        scaling_records: str = "train",
     ):
         super().__init__()
         self.path = path
@@ -138,6 +142,8 @@ class KDDClientsDataModule(pl.LightningDataModule):
         self.partitioner = partitioner
         self.seed = seed
         self.train_clients = list(train_clients)
+        self.scaling = scaling
+        self.scaling_records = scaling_records
         self.clients: list[ClientData] = []
         self.encoder: FeatureEncoder | None = None
 
@@ -149,14 +155,23 @@ class KDDClientsDataModule(pl.LightningDataModule):
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
         records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.partitioner, self.seed)
-        # Each training client reports the min/max of its own training records only.
-        scaling = ScalingStats.combine([ScalingStats.of(records[k].train) for k in self.train_clients])
+        # federated_minmax: each training client reports the min/max of its own training records
+        # only (or, for scaling_records=all, of all its records).
+        def client_stats() -> list[ScalingStats]:
+            if self.scaling_records == "all":
+                return [ScalingStats.of(part) for r in records for part in (r.train, r.test)]
+            return [ScalingStats.of(records[k].train) for k in self.train_clients]
+
+        scaling = federation_scaling(self.scaling, client_stats)
         self.encoder = FeatureEncoder(scaling)
         self.clients = [encode_client(r, self.encoder) for r in records]
 
+    def pooled_train_x(self) -> Tensor:
+        """The training records of every client in ``train_clients``, in client order."""
+        return torch.cat([self.clients[k].train_x for k in self.train_clients])
+
     def train_dataloader(self) -> DataLoader:
-        x = torch.cat([self.clients[k].train_x for k in self.train_clients])
-        return batch_loader(x, self.batch_size, derive_seed(self.seed))
+        return batch_loader(self.pooled_train_x(), self.batch_size, derive_seed(self.seed))
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Record counts per client, for the log and metrics.json."""

@@ -7,7 +7,7 @@ that object rather than from module constants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class DatasetSchema:
     normal_label: str  # the label of normal traffic (DAGMM's anomaly class on KDDCUP99)
     attack_labels: tuple[str, ...]
     variant_files: dict[str, str]  # variant name -> file name of the published file
+    # Fixed scaling of the numeric features (data.scaling=schema_log), from the features'
+    # definitions, never from a file's values: features in [0, 1] by definition (fractions,
+    # indicators) stay as they are; every other one, a count, becomes log1p(x) / log1p(scale).
+    unit_interval: tuple[str, ...] = ()
+    log_scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def categorical_features(self) -> list[str]:

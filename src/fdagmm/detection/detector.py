@@ -18,7 +18,7 @@ import torch
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.errors import DataError
 from fdagmm.detection.evaluation import energies
-from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.features import FeatureEncoder, Scaling
 from fdagmm.data.kdd99 import KDD99
 from fdagmm.serialization import load_payload, save_payload
 
@@ -56,7 +56,11 @@ class Detector:
             "net_kwargs": self.net_kwargs,
             "net_state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
             "mixture": {"phi": self.mixture.phi.cpu(), "mu": self.mixture.mu.cpu(), "sigma": self.mixture.sigma.cpu()},
-            "scaling": {"minimum": torch.from_numpy(scaling.minimum), "maximum": torch.from_numpy(scaling.maximum), "n_records": scaling.n_records},
+            "scaling": {
+                "minimum": torch.from_numpy(scaling.minimum),
+                "maximum": torch.from_numpy(scaling.maximum),
+                "log_scaled": torch.from_numpy(scaling.log_scaled),
+            },
             "categories": self.encoder.categories,
             "cov_jitter": self.cov_jitter,
             "threshold": self.threshold,
@@ -78,7 +82,10 @@ class Detector:
         net = DAGMM(**p["net_kwargs"])
         net.load_state_dict(p["net_state"])
         net.eval()
-        scaling = ScalingStats(p["scaling"]["minimum"].numpy(), p["scaling"]["maximum"].numpy(), p["scaling"]["n_records"])
+        minimum = p["scaling"]["minimum"].numpy()
+        # A model.pt exported before data.scaling existed scaled every feature linearly.
+        log_scaled = p["scaling"]["log_scaled"].numpy() if "log_scaled" in p["scaling"] else np.zeros(len(minimum), dtype=bool)
+        scaling = Scaling(minimum, p["scaling"]["maximum"].numpy(), log_scaled)
         if list(p["categories"]) != list(KDD99.categories):
             raise DataError(f"{path}: its categorical columns {list(p['categories'])} are not KDDCUP99's")
         return cls(

@@ -72,3 +72,22 @@ def detection_metrics(
 # Reference sets for the threshold: "own" = the evaluated client's training and test
 # records; "pooled" = also every other client's training records.
 THRESHOLD_REFS = ("own", "pooled")
+
+
+def metrics_by_threshold_ref(
+    is_anomaly: np.ndarray,
+    test_score: np.ndarray,
+    train_score: np.ndarray,
+    others_train_scores: list[np.ndarray],
+    anomaly_ratio: float,
+    threshold_refs: tuple[str, ...],
+) -> dict[str, dict[str, float]]:
+    """A client's test metrics per threshold reference, from its records' scores (DAGMM's
+    energies or a baseline's scores: higher is more anomalous) and, for ``pooled``, the
+    other clients' training scores."""
+    own = [train_score, test_score]
+    references = {"own": own, "pooled": [*own, *others_train_scores]}
+    return {
+        ref: detection_metrics(is_anomaly, test_score, anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio))
+        for ref in threshold_refs
+    }

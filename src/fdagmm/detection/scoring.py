@@ -28,7 +28,7 @@ class ScoreSummary:
     threshold: float
     unknown_categories: dict[str, int]
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
-    n_out_of_range: int = 0  # records flagged for values far outside the training range
+    n_out_of_range: int = 0  # records flagged for values far outside the scaling range
     out_of_range: list[tuple[int, str]] = field(default_factory=list)  # the first LISTED_LINES: (line, values)
     metrics: dict[str, float] | None = None  # when the file has labels
 
@@ -44,7 +44,7 @@ def score_file(
 ) -> ScoreSummary:
     """Write ``line,energy,is_anomaly,out_of_range`` (and ``label`` when present) for every record.
 
-    A record with a numeric value far outside the training range (``FeatureEncoder.out_of_range``)
+    A record with a numeric value far outside the scaling range (``FeatureEncoder.out_of_range``)
     is scored with that value clipped, flagged whatever its energy, and its ``out_of_range``
     names the features; other records leave it empty. Memory holds one chunk of records, plus
     an energy, a flag and a label per record when the file has labels (for the summary's
@@ -112,10 +112,11 @@ def score_file(
 
 
 def _beyond_range(detector: Detector, record: pd.Series, beyond: np.ndarray) -> str:
-    """``src_bytes 1e+308 (trained on 0 to 6.9e+08)`` for each numeric value out of range."""
+    """``src_bytes 1e+308 (scaling range 0 to 6.9e+08)`` for each numeric value out of range
+    (federated_minmax's range is the training records'; schema_log's, the schema's)."""
     scaling = detector.encoder.scaling
     return ", ".join(
-        f"{name} {record[name]:.6g} (trained on {scaling.minimum[j]:.6g} to {scaling.maximum[j]:.6g})"
+        f"{name} {record[name]:.6g} (scaling range {scaling.minimum[j]:.6g} to {scaling.maximum[j]:.6g})"
         for j, name in enumerate(KDD99.numeric_features) if beyond[j]
     )  # fmt: skip
 
@@ -133,7 +134,7 @@ def print_summary(summary: ScoreSummary, output: Path, console: Console) -> None
         listed = "; ".join(f"line {n}: {why}" for n, why in summary.out_of_range)
         more = summary.n_out_of_range - len(summary.out_of_range)
         console.print(
-            f"{summary.n_out_of_range:,} records far outside the training range, flagged as anomalies "
+            f"{summary.n_out_of_range:,} records far outside the scaling range, flagged as anomalies "
             f"(column out_of_range): {listed}" + (f"; and {more:,} more" if more > 0 else "")
         )
     if summary.bad_lines:

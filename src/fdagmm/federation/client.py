@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from fdagmm.data.datamodule import ClientData, batch_loader
-from fdagmm.detection.evaluation import anomaly_threshold, dataset_gmm_stats, detection_metrics, energies
+from fdagmm.detection.evaluation import dataset_gmm_stats, energies, metrics_by_threshold_ref
 from fdagmm.federation.privacy import ClientLevelDP, clip_stats, clip_update
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats
@@ -140,15 +140,9 @@ class Client:
         records). With ``log_scores_at``, the test energies go to this client's TensorBoard."""
         net = self.own_net(net)
         test_energy = energies(net, self.data.test_x, mixture, self.cov_jitter)
-        own = [energies(net, self.data.train_x, mixture, self.cov_jitter), test_energy]
-        references = {"own": own, "pooled": [*own, *others_train_energies]}
+        train_energy = energies(net, self.data.train_x, mixture, self.cov_jitter)
         if log_scores_at is not None:
             log_score_distribution(self.logger, test_energy, self.data.test_is_anomaly, log_scores_at)
-        return {
-            ref: detection_metrics(
-                self.data.test_is_anomaly,
-                test_energy,
-                anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio),
-            )
-            for ref in threshold_refs
-        }
+        return metrics_by_threshold_ref(
+            self.data.test_is_anomaly, test_energy, train_energy, others_train_energies, anomaly_ratio, threshold_refs
+        )

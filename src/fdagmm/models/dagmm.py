@@ -99,10 +99,14 @@ class GMMStats:
 
 def gmm_sufficient_stats(z: Tensor, gamma: Tensor) -> GMMStats:
     z, gamma = z.double(), gamma.double()
+    # s2 as a batched product rather than einsum("nk,ni,nj->kij"): a three-operand einsum
+    # has opt_einsum search its contraction order on every call, about 0.5 ms of Python per
+    # training step, a tenth of the step on a CPU.
+    weighted = gamma.T[:, :, None] * z[None, :, :]  # (K, N, d)
     return GMMStats(
         s0=gamma.sum(0),
         s1=gamma.T @ z,
-        s2=torch.einsum("nk,ni,nj->kij", gamma, z, z),
+        s2=weighted.mT @ z,
         n=z.shape[0],
     )
 

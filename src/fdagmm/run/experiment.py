@@ -1,8 +1,9 @@
-"""One run of one method (fdagmm, local, pooled, remote), from a Hydra config: compose and dispatch.
+"""One run of one method (fdagmm, local, pooled, remote, a classical baseline), from a Hydra config: compose and dispatch.
 
 ``train`` checks the config, then runs the method in process (``_train_inprocess``: the
 round loop of ``federation.inprocess``, or one Lightning ``fit`` for a centralised method)
-or through Flower (``federation.flower.launcher``); both write the same results.
+or through Flower (``federation.flower.launcher``); both write the same results. A classical
+baseline (``method.detector``) is fitted once, in process, and measured the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.config import build, method_label, train_clients_of, validate_config
 from fdagmm.data.datamodule import KDDClientsDataModule
-from fdagmm.detection.evaluation import THRESHOLD_REFS
+from fdagmm.detection.evaluation import THRESHOLD_REFS, metrics_by_threshold_ref
 from fdagmm.errors import ConfigError
 from fdagmm.federation.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
 from fdagmm.federation.client import Client
@@ -30,6 +31,7 @@ from fdagmm.federation.components import (
     build_strategy,
     export_detector,
     hparams,
+    planned_training_steps,
     prepare_process,
     run_info,
 )
@@ -72,6 +74,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
 
         payload = run_flower(cfg)
+    elif cfg.method.detector is not None:
+        payload = _fit_classical_detector(cfg)
     else:
         payload = _train_inprocess(cfg)
     if payload is not None:
@@ -83,18 +87,55 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
-    prepare_process(cfg)
-    rounds = build_round_log(cfg)
-    train_clients = train_clients_of(cfg)
+def _client_data(cfg: DictConfig, train_clients: list[int]) -> KDDClientsDataModule:
     datamodule: KDDClientsDataModule = build(
         cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=train_clients
     )
     datamodule.setup()
-    counts = datamodule.summary()
-    log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(counts))
+    log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(datamodule.summary()))
+    return datamodule
 
-    training = build_local_training(cfg, datamodule.input_dim)
+
+def _fit_classical_detector(cfg: DictConfig) -> dict[str, Any]:
+    """A classical baseline (method.detector): fitted once on the training clients' encoded
+    records, scored and measured like DAGMM's energies (no rounds, no model.pt)."""
+    prepare_process(cfg)
+    rounds = build_round_log(cfg)
+    datamodule = _client_data(cfg, train_clients_of(cfg))
+    detector = build(cfg.method.detector).fit(datamodule.pooled_train_x().numpy())
+    scores = {c.client_id: (detector.score(c.train_x.numpy()), detector.score(c.test_x.numpy())) for c in datamodule.clients}
+
+    def metrics(client: int, threshold_refs: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        train_score, test_score = scores[client]
+        others = [train for k, (train, _) in scores.items() if k != client]
+        return metrics_by_threshold_ref(
+            datamodule.clients[client].test_is_anomaly, test_score, train_score, others, cfg.eval.anomaly_ratio, threshold_refs
+        )
+
+    final_by_ref = metrics(cfg.method.eval_client, _threshold_refs(cfg))
+    per_client = {f"client{k}": metrics(k, ("own",))["own"] for k in scores}
+    return write_results(
+        Path(cfg.paths.output_dir), run_info(cfg), hparams(cfg), rounds, final_by_ref, cfg.eval.threshold_ref, per_client,
+        datamodule.summary(),
+    )
+
+
+def _threshold_refs(cfg: DictConfig) -> tuple[str, ...]:
+    """The run's threshold reference, then the other one if asked (the study does not say which it used)."""
+    others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
+    return (cfg.eval.threshold_ref, *others)
+
+
+def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
+    prepare_process(cfg)
+    rounds = build_round_log(cfg)
+    train_clients = train_clients_of(cfg)
+    datamodule = _client_data(cfg, train_clients)
+    counts = datamodule.summary()
+
+    training = build_local_training(
+        cfg, datamodule.input_dim, planned_training_steps(cfg, (datamodule.clients[k].n_train for k in train_clients), cfg.fed.rounds)
+    )
     module = training.build_module()
     privacy = build_privacy(cfg)
     strategy = build_strategy(cfg, module.net, privacy)
@@ -136,11 +177,9 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
         )
         trainer.fit(module, datamodule=datamodule)
 
-    # The final model, under every threshold reference if asked (the study does not say which
-    # it used); the evaluated client logs its test energies to its own TensorBoard dir.
-    others = [r for r in THRESHOLD_REFS if r != cfg.eval.threshold_ref] if cfg.eval.compare_threshold_refs else []
-    refs = (cfg.eval.threshold_ref, *others)
-    mixture, final_by_ref = evaluate(module.net, refs, cfg.fed.rounds, log_scores_at=cfg.fed.rounds)
+    # The final model, under every threshold reference if asked; the evaluated client logs its
+    # test energies to its own TensorBoard dir.
+    mixture, final_by_ref = evaluate(module.net, _threshold_refs(cfg), cfg.fed.rounds, log_scores_at=cfg.fed.rounds)
     # Every client's test set: with the federation's mixture, or each with its own (gmm_stats=local).
     own_mixtures = cfg.method.federated and cfg.fed.gmm_stats == "local"
     per_client = evaluate_every_client(module.net, clients, None if own_mixtures else mixture, cfg.eval.anomaly_ratio)

@@ -1,5 +1,6 @@
 """The encoder on records with any finite numbers: training records encode into [0, 1], any
-record into finite values, and a value far outside the training range is clipped and named."""
+record into finite values, and a value far outside the training range is clipped and named;
+with the schema's fixed scaling, any record encodes finite and its counts on the log scale."""
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from helpers.kdd_fuzz import FINITE_NUMBERS
 
-from fdagmm.data.features import OUT_OF_RANGE, FeatureEncoder, ScalingStats
+from fdagmm.data.features import OUT_OF_RANGE, FeatureEncoder, Scaling, ScalingStats
 from fdagmm.data.kdd99 import KDD99
 
 pytestmark = pytest.mark.fuzz
@@ -30,7 +31,7 @@ def frames(draw, max_records: int = 6) -> pd.DataFrame:
 
 @given(train=frames())
 def test_training_records_encode_into_the_unit_interval(train):
-    encoder = FeatureEncoder(ScalingStats.of(train))
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train)))
     x = encoder.transform(train)
     assert np.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()
     assert not encoder.out_of_range(train).any()
@@ -38,7 +39,7 @@ def test_training_records_encode_into_the_unit_interval(train):
 
 @given(train=frames(), scored=frames())
 def test_any_record_encodes_finite_and_only_values_out_of_range_are_clipped(train, scored):
-    encoder = FeatureEncoder(ScalingStats.of(train))
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train)))
     x = encoder.transform(scored)[:, :N_NUMERIC]
     beyond = encoder.out_of_range(scored)
     assert np.isfinite(x).all() and (np.abs(x) <= OUT_OF_RANGE).all()
@@ -53,3 +54,15 @@ def test_any_record_encodes_finite_and_only_values_out_of_range_are_clipped(trai
         normal = [(a == 0) | (np.abs(a) >= 4 * np.finfo(np.float64).tiny) for a in (values, low, high, span, values - low)]
     exact = ~beyond & np.isfinite(expected) & np.isfinite(span) & np.logical_and.reduce(np.broadcast_arrays(*normal))
     np.testing.assert_array_equal(x[exact], expected[exact].astype(np.float32))
+
+
+@given(scored=frames())
+def test_with_the_schema_scaling_any_record_encodes_finite_and_counts_are_never_out_of_range(scored):
+    encoder = FeatureEncoder(Scaling.of_schema(KDD99))
+    x = encoder.transform(scored)[:, :N_NUMERIC]
+    assert np.isfinite(x).all()
+    log_scaled = encoder.scaling.log_scaled
+    assert not encoder.out_of_range(scored)[:, log_scaled].any()  # log1p of any float64 is below 710
+    values = scored[KDD99.numeric_features].to_numpy(dtype=np.float64)[:, log_scaled]
+    expected = np.sign(values) * np.log1p(np.abs(values)) / encoder.scaling.maximum[log_scaled]
+    np.testing.assert_allclose(x[:, log_scaled], expected, rtol=1e-6, atol=1e-30)

@@ -13,7 +13,7 @@ from helpers.kdd_fuzz import assert_one_line_naming_a_line, kdd_files
 from helpers.synthetic import synthetic_frame
 from rich.console import Console
 
-from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.features import FeatureEncoder, Scaling, ScalingStats
 from fdagmm.data.kdd99 import KDD99
 from fdagmm.detection.detector import N_QUANTILES, Detector
 from fdagmm.detection.evaluation import anomaly_threshold, dataset_gmm_stats, energies
@@ -29,7 +29,7 @@ def detector() -> Detector:
     """A detector of a DAGMM with random weights, its mixture and threshold fitted on synthetic
     training records: enough for the properties of scoring, which do not depend on training."""
     train = synthetic_frame(300, seed=0)
-    encoder = FeatureEncoder(ScalingStats.of(train))
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train)))
     torch.manual_seed(0)
     net_kwargs = {"input_dim": encoder.dim}
     net = DAGMM(**net_kwargs).eval()
@@ -109,10 +109,10 @@ def test_a_value_far_outside_the_training_range_is_flagged_with_its_reason(detec
     assert summary.n_out_of_range == 2 and np.isfinite(list(summary.metrics.values())).all()
     j = KDD99.numeric_features.index("src_bytes")
     low, high = detector.encoder.scaling.minimum[j], detector.encoder.scaling.maximum[j]
-    assert summary.out_of_range[0] == (6, f"src_bytes 1e+308 (trained on {low:g} to {high:g})")
+    assert summary.out_of_range[0] == (6, f"src_bytes 1e+308 (scaling range {low:g} to {high:g})")
     console = Console(file=io.StringIO(), width=1000)
     print_summary(summary, paths[1], console)
-    assert "2 records far outside the training range, flagged as anomalies (column out_of_range): line 6: src_bytes 1e+308" in console.file.getvalue()
+    assert "2 records far outside the scaling range, flagged as anomalies (column out_of_range): line 6: src_bytes 1e+308" in console.file.getvalue()
 
 
 def test_a_value_a_thousand_training_spans_away_is_scored_as_it_is(detector, paths):

@@ -1,5 +1,6 @@
 """Whole runs in process on synthetic records (no data file): K clients, strategies,
-sampling, per-client evaluation, exact resume with server and client state."""
+sampling, per-client evaluation, exact resume with server and client state, classical
+baselines (method.detector) and the untrained DAGMM reference (fed.rounds=0)."""
 
 import json
 
@@ -11,6 +12,8 @@ from hydra import compose, initialize
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fdagmm.detection.evaluation import metrics_by_threshold_ref
+from fdagmm.errors import ConfigError
 from fdagmm.run import experiment
 from fdagmm.run.experiment import train
 
@@ -140,3 +143,67 @@ def test_under_dp_what_leaves_each_client_is_clipped_and_the_epsilon_is_logged(s
     epsilons = [h["privacy/epsilon"] for h in payload["history"]]
     assert epsilons[0] < epsilons[1] == payload["privacy"]["epsilon"]
     assert payload["privacy"]["noise_multiplier"] == 1.0 and payload["privacy"]["sample_rate"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "method, label, n_fit",
+    [("iforest_local", "Isolation Forest C0", "client0"), ("iforest_pooled", "Isolation Forest C0&C1", "all"),
+     ("pca_local", "PCA reconstruction C0", "client0"), ("pca_pooled", "PCA reconstruction C0&C1", "all")],
+)  # fmt: skip
+def test_a_baseline_fits_on_its_clients_and_is_measured_like_dagmm(synthetic_file, tmp_path, monkeypatch, method, label, n_fit):
+    fitted, measured = [], []
+    original_build, original_metrics = experiment.build, experiment.metrics_by_threshold_ref
+
+    def spy_build(node, **kwargs):
+        built = original_build(node, **kwargs)
+        if hasattr(built, "fit"):
+            fit = built.fit
+            built.fit = lambda x: (fitted.append(len(x)), fit(x))[1]
+        return built
+
+    def spy_metrics(*args):
+        measured.append(args)
+        return original_metrics(*args)
+
+    monkeypatch.setattr(experiment, "build", spy_build)
+    monkeypatch.setattr(experiment, "metrics_by_threshold_ref", spy_metrics)
+    payload = train(_cfg(synthetic_file, tmp_path, "scenario=s4", f"method={method}", "eval.compare_threshold_refs=true"))
+    counts = payload["partition"]
+    assert fitted == [counts["client0"]["n_train"] + (counts["client1"]["n_train"] if n_fit == "all" else 0)]
+    assert payload["label"] == label and payload["history"] == []
+    assert set(payload["final_by_threshold_ref"]) == {"own", "pooled"}
+    assert payload["final"] == payload["per_client"]["client0"]
+    # The evaluated client's measurement: its test scores against its own train + test scores,
+    # and for the pooled reference client 1's training scores too, recomputed from the spied scores.
+    is_anomaly, test_score, train_score, others, ratio, refs = measured[0]
+    assert len(test_score) == counts["client0"]["n_test"] and len(others[0]) == counts["client1"]["n_train"]
+    assert is_anomaly.sum() == counts["client0"]["n_test_anomalies"] and refs == ("own", "pooled")
+    threshold = np.quantile(np.concatenate([train_score, test_score]), 1 - ratio)
+    assert payload["final"]["test/threshold"] == pytest.approx(threshold)
+    assert payload["final"]["test/f1"] == pytest.approx(
+        metrics_by_threshold_ref(is_anomaly, test_score, train_score, others, ratio, ("own",))["own"]["test/f1"]
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["final"] == payload["final"]
+
+
+def test_a_baseline_run_is_reproducible_per_seed(synthetic_file, tmp_path):
+    finals = [train(_cfg(synthetic_file, tmp_path / str(i), "scenario=s4", "method=iforest_local", f"seed={s}"))["final"] for i, s in enumerate((0, 0, 1))]
+    assert finals[0] == finals[1] and finals[0] != finals[2]
+
+
+def test_zero_rounds_is_the_untrained_network(synthetic_file, tmp_path):
+    payload = train(_cfg(synthetic_file, tmp_path, "scenario=s4", "method=local", "fed.rounds=0"))
+    assert payload["history"] == [] and np.isfinite(payload["final"]["test/auroc"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [(("method=fdagmm", "fed.rounds=0"), "fed.rounds must be >= 1 for a federation"),
+     (("method=fdagmm", "+method.detector={_target_: fdagmm.detection.baselines.PCAReconstructionScorer}"), "classical detectors train centralised"),
+     (("method=iforest_local", "method.detector.n_estimators=0"), "method.detector.n_estimators must be >= 1"),
+     (("data.scaling_records=test",), "data.scaling_records must be train or all"),
+     (("fed.backend=flower", "data.scaling_records=all"), "with fed.backend=flower use data.scaling_records=train")],
+)  # fmt: skip
+def test_impossible_settings_are_refused_in_one_line(synthetic_file, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(_cfg(synthetic_file, tmp_path, "scenario=s4", *overrides))

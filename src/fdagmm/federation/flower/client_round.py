@@ -34,6 +34,7 @@ from fdagmm.federation.components import (
     build_privacy,
     build_strategy,
     export_detector,
+    planned_training_steps,
     prepare_process,
 )
 from fdagmm.federation.flower.partitions import ENCODED_DIR, encoded_partition
@@ -62,7 +63,8 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     encoder = FeatureEncoder(scaling_from_record(msg.content["scaling"]))
     output_dir = Path(str(context.node_config["output-dir"]))
     data = encoded_partition(Path(str(context.node_config["data-path"])), encoder.scaling, output_dir / ENCODED_DIR)
-    training = build_local_training(cfg, encoder.dim)
+    # A ClientApp process lives for one message: at most one round of this client's training.
+    training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
     privacy = build_privacy(cfg)
     strategy = build_strategy(cfg, training.build_module().net, privacy)
     client = build_client(cfg, data, training, strategy, privacy, output_dir / "tensorboard")

@@ -143,6 +143,11 @@ class LocalFederation:
         # flwr-clientapp): find them beside this interpreter even when its environment is
         # not activated (a cron job, an IDE, a systemd unit calling .venv/bin/python).
         self.env["PATH"] = os.pathsep.join([str(self.bin), *filter(None, [os.environ.get("PATH")])])
+        # The SuperNodes' ClientApps train at the same time on this one machine: torch's
+        # default of a thread per core in each would oversubscribe the cores (its threads spin
+        # while they wait). Share the cores out unless the user set a thread count
+        # (torch_threads, which each process applies itself, or OMP_NUM_THREADS).
+        self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(partitions))))
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:

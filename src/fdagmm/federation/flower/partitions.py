@@ -1,9 +1,9 @@
 """Partition files: the records one organisation holds, as its SuperNode reads them.
 
 A partition file holds one client's raw training and test records (the 41 KDDCUP99
-features, test labels as a flag), not an encoding: each ClientApp reports the min/max of
-its own training records (``ScalingStats``), the ServerApp combines them, and every client
-encodes with the combined bounds, exactly as the in-process backend does.
+features, test labels as a flag), not an encoding: every client encodes with the scaling the
+ServerApp sends (fixed by the schema, or with ``data.scaling=federated_minmax`` combined from
+each ClientApp's min/max of its own training records), exactly as the in-process backend does.
 ``write_partitions`` stands in for the organisations: it splits the KDD file by the
 configured partition (the ``prepare`` step of a deployment).
 
@@ -34,7 +34,7 @@ from fdagmm.data.datamodule import (
     encode_client,
     record_counts,
 )
-from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.features import FeatureEncoder, Scaling
 from fdagmm.data.kdd99 import KDD99
 from fdagmm.serialization import load_payload, save_payload
 
@@ -80,17 +80,17 @@ def load_partition(path: Path) -> ClientRecords:
     )
 
 
-def encoded_partition(path: Path, scaling: ScalingStats, cache_dir: Path) -> ClientData:
+def encoded_partition(path: Path, scaling: Scaling, cache_dir: Path) -> ClientData:
     """The partition file's records encoded with ``scaling``, memory-mapped from an encoded
     copy under ``cache_dir`` (written on first use). The copy is keyed by the file's identity
-    and the bounds, so a rewritten file or other bounds never read a stale copy."""
+    and the scaling, so a rewritten file or other bounds never read a stale copy."""
     path = path.resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no partition file at {path}: check the SuperNode's --node-config data-path")
     stat = path.stat()
     key = hashlib.sha256(
         f"{FORMAT_VERSION}|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        + scaling.minimum.tobytes() + scaling.maximum.tobytes()
+        + scaling.minimum.tobytes() + scaling.maximum.tobytes() + scaling.log_scaled.tobytes()
     ).hexdigest()[:16]
     entry = cache_dir / key
     if not (entry / "client.json").is_file():

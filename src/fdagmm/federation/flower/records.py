@@ -1,15 +1,16 @@
-"""What crosses the network, as Flower records: GMM and scaling statistics, the run's config."""
+"""What crosses the network, as Flower records: GMM and scaling statistics, the scaling, the run's config."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import torch
 from flwr.app import ArrayRecord
 from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.models.dagmm import GMMStats
-from fdagmm.data.features import ScalingStats
+from fdagmm.data.features import Scaling, ScalingStats
 
 # run_config keys, declared in src/flower_app/pyproject.toml.
 CONFIG_KEY = "config"  # the resolved Hydra config, as JSON
@@ -25,19 +26,27 @@ def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
     return GMMStats(s0=t["s0"], s1=t["s1"], s2=t["s2"], n=int(t["n"]))
 
 
-def scaling_record(stats: ScalingStats) -> ArrayRecord:
-    return ArrayRecord(
-        {
-            "minimum": torch.from_numpy(stats.minimum),
-            "maximum": torch.from_numpy(stats.maximum),
-            "n_records": torch.tensor(stats.n_records),
-        }
-    )
+def _fields_record(obj: ScalingStats | Scaling) -> ArrayRecord:
+    return ArrayRecord({f.name: torch.as_tensor(getattr(obj, f.name)) for f in fields(obj)})
 
 
-def scaling_from_record(record: ArrayRecord) -> ScalingStats:
+def scaling_stats_record(stats: ScalingStats) -> ArrayRecord:
+    """A client's min/max of its training records (data.scaling=federated_minmax only)."""
+    return _fields_record(stats)
+
+
+def scaling_stats_from_record(record: ArrayRecord) -> ScalingStats:
     t = record.to_torch_state_dict()
     return ScalingStats(t["minimum"].numpy(), t["maximum"].numpy(), int(t["n_records"]))
+
+
+def scaling_record(scaling: Scaling) -> ArrayRecord:
+    """The federation's scaling, server to clients."""
+    return _fields_record(scaling)
+
+
+def scaling_from_record(record: ArrayRecord) -> Scaling:
+    return Scaling(**{name: t.numpy() for name, t in record.to_torch_state_dict().items()})
 
 
 def config_to_json(cfg: DictConfig) -> str:

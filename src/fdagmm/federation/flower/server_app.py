@@ -1,8 +1,9 @@
 """The ServerApp: the run's strategy over Flower's Message API, with the federation's mixture
 and evaluation.
 
-First every SuperNode describes its data (``query.describe``): its client id, record counts
-and the min/max of its training records, which combine into the federation's scaling bounds.
+First every SuperNode describes its data (``query.describe``): its client id and record
+counts, and, with ``data.scaling=federated_minmax`` only, the min/max of its training records,
+which combine into the federation's scaling bounds (``schema_log`` needs nothing from them).
 Then one message per client per round (``FdagmmRounds``): the sampled clients train from
 the global weights and the run's ``Strategy`` aggregates the usable updates, exactly as in
 process; the mixture statistics and the evaluated client's test ride on the following
@@ -30,7 +31,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from fdagmm.config import n_clients_of, train_clients_of
-from fdagmm.data.features import FeatureEncoder, ScalingStats
+from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
 from fdagmm.errors import FdagmmError
 from fdagmm.federation.components import (
     build_local_training,
@@ -47,8 +48,8 @@ from fdagmm.federation.flower.records import (
     config_from_run,
     gmm_stats_from_record,
     gmm_stats_record,
-    scaling_from_record,
     scaling_record,
+    scaling_stats_from_record,
 )
 from fdagmm.federation.rounds import (
     FederationError,
@@ -118,7 +119,7 @@ class FdagmmRounds:
         self.stats_privacy = privacy if cfg.fed.gmm_stats == "global" else None
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
-        self.scaling = scaling  # the federation's scaling bounds, sent with every message
+        self.scaling = scaling  # the federation's scaling, sent with every message
         self.rounds = rounds
         self.train_clients = train_clients_of(cfg)
         self.mixture_clients = mixture_clients(cfg.fed.gmm_stats, cfg.method.eval_client, self.train_clients)
@@ -249,17 +250,19 @@ class FdagmmRounds:
 
 
 def describe_clients(
-    grid: Grid, n_clients: int, timeout_s: float
+    grid: Grid, n_clients: int, timeout_s: float, scaling: str
 ) -> tuple[dict[int, int], dict[str, dict[str, int]], dict[int, ScalingStats]]:
-    """Wait for a SuperNode per client; returns client id -> node id, record counts and each
-    client's scaling statistics (min/max per feature of its training records)."""
+    """Wait for a SuperNode per client; returns client id -> node id, record counts and, when
+    ``scaling`` needs them, each client's scaling statistics (min/max per feature of its
+    training records; otherwise none is asked for)."""
     deadline = time.monotonic() + timeout_s
     while len(nodes := list(grid.get_node_ids())) < n_clients:
         if time.monotonic() > deadline:
             raise FederationError(f"{len(nodes)} of {n_clients} SuperNodes connected within fed.flower.timeout_s={timeout_s}")
         time.sleep(0.5)
-    messages = [Message(RecordDict(), dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
-    node_of, counts, scaling = {}, {}, {}
+    query = RecordDict({"config": ConfigRecord({"scaling": scaling})})
+    messages = [Message(query, dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
+    node_of, counts, stats = {}, {}, {}
     for reply in exchange(grid, messages, timeout_s):
         if reply.has_error():
             raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not describe its data: {reply.error.reason}")
@@ -269,10 +272,11 @@ def describe_clients(
             raise FederationError(f"two SuperNodes hold client {k}'s partition: give each its own data-path")
         node_of[k] = reply.metadata.src_node_id
         counts[f"client{k}"] = {key: int(m[key]) for key in ("n_train", "n_test", "n_test_anomalies")}
-        scaling[k] = scaling_from_record(reply.content["scaling"])
+        if "scaling-stats" in reply.content:
+            stats[k] = scaling_stats_from_record(reply.content["scaling-stats"])
     if sorted(node_of) != list(range(n_clients)):
         raise FederationError(f"the SuperNodes hold clients {sorted(node_of)}, expected 0..{n_clients - 1}")
-    return node_of, dict(sorted(counts.items())), scaling
+    return node_of, dict(sorted(counts.items())), stats
 
 
 def _log_to_stderr() -> None:
@@ -296,14 +300,13 @@ def main(grid: Grid, context: Context) -> None:
         prepare_process(cfg)
         # The logger's save_dir was resolved where the run was prepared; write under output-dir.
         rounds = build_round_log(cfg, output_dir / "tensorboard")
-        node_of, counts, scaling = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s)
+        node_of, counts, stats = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s, cfg.data.scaling)
         log.info("%s, partition %s, seed %d over Flower: %d clients", cfg.method.label, cfg.partition.name, cfg.seed, len(counts))
-        # The federation's scaling bounds: those of the union of the training clients' records.
-        bounds = ScalingStats.combine([scaling[k] for k in train_clients_of(cfg)])
-        net = build_local_training(cfg, FeatureEncoder(bounds).dim).build_module().net
+        scaling = federation_scaling(cfg.data.scaling, lambda: [stats[k] for k in train_clients_of(cfg)])
+        net = build_local_training(cfg, FeatureEncoder(scaling).dim).build_module().net
         privacy = build_privacy(cfg)
         strategy = build_strategy(cfg, net, privacy)
-        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(bounds), rounds)
+        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds)
         loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         write_results(output_dir, run_info(cfg), hparams(cfg), rounds, {"own": loop.final}, "own", loop.per_client, counts)
         write_json_atomic(output_dir / "flower" / TIMINGS_FILE, {"messages": loop.timings})

@@ -1,0 +1,187 @@
+"""What crosses a client's boundary, in both backends: exactly these items, of these shapes,
+and no value of a record (no per-feature minimum or maximum of a client's training records).
+
+The check of values is shown to see a leak: with data.scaling=federated_minmax, the study's
+scaling, it names the min/max statistics every client sends.
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize
+
+from fdagmm.config import build
+from fdagmm.data.datamodule import client_records
+from fdagmm.data.features import FeatureEncoder, Scaling, ScalingStats
+from fdagmm.data.kdd99 import KDD99
+from fdagmm.federation.client import Client, ClientUpdate
+from fdagmm.federation.components import build_local_training
+from fdagmm.models.dagmm import GMMStats
+from fdagmm.run.experiment import train
+
+METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold"}
+
+
+def _cfg(data_path, output_dir, *overrides):
+    with initialize(version_base="1.3", config_path="../../conf"):
+        return compose(
+            config_name="config",
+            overrides=[f"data.path={data_path}", "data.cache_dir=null", f"paths.output_dir={output_dir}", "scenario=s4",
+                       "fed.rounds=1", "trainer.accelerator=cpu", *overrides],
+        )  # fmt: skip
+
+
+def record_extremes(cfg) -> set[float]:
+    """Every training client's per-feature minima and maxima: values of its real records. 0 and
+    1 are left out: every rate and indicator takes them by definition, so they say nothing."""
+    d = cfg.data
+    records = client_records(d.path, d.variant, d.data_dir, d.cache_dir, build(cfg.partition), cfg.seed)
+    extremes = set()
+    for r in records:
+        values = r.train[KDD99.numeric_features].to_numpy(dtype=np.float64)
+        extremes |= {*values.min(axis=0), *values.max(axis=0)}
+    return extremes - {0.0, 1.0}
+
+
+def record_valued(sent: dict[str, object], extremes: set[float]) -> list[str]:
+    """The names of the items sent that hold a value of ``extremes``."""
+    def values(obj) -> np.ndarray:
+        if isinstance(obj, torch.Tensor):
+            return obj.detach().double().numpy().ravel()
+        return np.asarray(obj, dtype=np.float64).ravel()
+
+    return sorted(name for name, obj in sent.items() if np.isin(values(obj), list(extremes)).any())
+
+
+def sent_in_process(cfg, monkeypatch) -> tuple[dict[str, object], dict[str, int]]:
+    """Everything a client hands the server in process: the return values of ``Client``'s
+    methods and the scaling statistics the datamodule asks each training client for,
+    flattened to ``<method>#<call>/<item>`` -> tensor or number; and the calls per method."""
+    sent: dict[str, object] = {}
+    calls: dict[str, int] = {}
+
+    def spy(name, original):
+        def wrapped(*args, **kwargs):
+            nonlocal sent
+            result = original(*args, **kwargs)
+            prefix = f"{name}#{calls.setdefault(name, 0)}"
+            calls[name] += 1
+            if isinstance(result, ClientUpdate):
+                sent |= {f"{prefix}/state/{k}": v for k, v in result.state.items()}
+                sent |= {f"{prefix}/n_samples": result.n_samples, f"{prefix}/train_loss": result.train_loss}
+            elif isinstance(result, GMMStats):
+                sent |= {f"{prefix}/{k}": getattr(result, k) for k in ("s0", "s1", "s2", "n")}
+            elif isinstance(result, ScalingStats):
+                sent |= {f"{prefix}/{k}": getattr(result, k) for k in ("minimum", "maximum", "n_records")}
+            else:  # evaluate: threshold reference -> metric -> value
+                sent |= {f"{prefix}/{ref}/{k}": v for ref, metrics in result.items() for k, v in metrics.items()}
+            return result
+
+        return wrapped
+
+    for name in ("update", "gmm_stats", "train_energies", "evaluate"):
+        monkeypatch.setattr(Client, name, spy(f"Client.{name}", getattr(Client, name)))
+    monkeypatch.setattr(ScalingStats, "of", spy("ScalingStats.of", ScalingStats.of))
+    train(cfg)
+    return sent, calls
+
+
+def test_in_process_only_weights_statistics_and_metrics_leave_a_client(kdd_slice, tmp_path, monkeypatch):
+    cfg = _cfg(kdd_slice, tmp_path)  # the default scaling
+    sent, calls = sent_in_process(cfg, monkeypatch)
+    assert set(calls) == {"Client.update", "Client.gmm_stats", "Client.evaluate"}  # no scaling statistics, no energies
+    net = build_local_training(cfg, FeatureEncoder(Scaling.of_schema(KDD99)).dim).build_module().net
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2  # the code, plus the two reconstruction errors
+    assert calls["Client.update"] == 2  # 1 round, both clients train
+    expected = {}
+    for call in range(calls["Client.update"]):
+        expected |= {f"Client.update#{call}/state/{name}": shape for name, shape in shapes.items()}
+        expected |= {f"Client.update#{call}/n_samples": (), f"Client.update#{call}/train_loss": ()}
+    for call in range(calls["Client.gmm_stats"]):
+        expected |= {f"Client.gmm_stats#{call}/s0": (k,), f"Client.gmm_stats#{call}/s1": (k, d),
+                     f"Client.gmm_stats#{call}/s2": (k, d, d), f"Client.gmm_stats#{call}/n": ()}  # fmt: skip
+    for call in range(calls["Client.evaluate"]):
+        expected |= {f"Client.evaluate#{call}/own/{m}": () for m in METRICS}
+    assert {name: tuple(np.shape(v)) for name, v in sent.items()} == expected
+    assert record_valued(sent, record_extremes(cfg)) == []
+
+
+def test_the_check_sees_the_min_max_of_federated_minmax(kdd_slice, tmp_path, monkeypatch):
+    cfg = _cfg(kdd_slice, tmp_path, "data.scaling=federated_minmax")
+    sent, _ = sent_in_process(cfg, monkeypatch)
+    leaks = record_valued(sent, record_extremes(cfg))
+    # Each client's maxima (its minima are mostly 0, which says nothing), and nothing else.
+    assert {"ScalingStats.of#0/maximum", "ScalingStats.of#1/maximum"} <= set(leaks)
+    assert all(name.startswith("ScalingStats.of#") for name in leaks), leaks
+
+
+@pytest.mark.flower
+@pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="Flower is not installed")
+@pytest.mark.parametrize("scaling", ["schema_log", "federated_minmax"])
+def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp_path, monkeypatch, scaling):
+    """The ClientApp's real handlers, called with the messages the ServerApp sends: describe,
+    a round that trains and reports statistics, a round that tests."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fdagmm.data.features import federation_scaling
+    from fdagmm.federation.flower import client_app, client_round
+    from fdagmm.federation.flower.partitions import write_partitions
+    from fdagmm.federation.flower.records import OUTPUT_DIR_KEY, config_to_json, scaling_record, scaling_stats_from_record
+
+    for key, value in {"_run_id": 1, "_task_id": 1, "_node_id": 0}.items():  # what a SuperLink would set
+        monkeypatch.setattr(TaskIdentity, key, value)
+    cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
+    paths, _ = write_partitions(cfg, tmp_path / "partitions")
+    context = Context(
+        run_id=1, node_id=1, node_config={"data-path": str(paths[0]), "output-dir": str(tmp_path / "client0")},
+        state=RecordDict(), run_config={"config": config_to_json(cfg), OUTPUT_DIR_KEY: str(tmp_path)},
+    )  # fmt: skip
+
+    def reply(handler, content: dict, message_type: str) -> RecordDict:
+        msg = Message(RecordDict(content), dst_node_id=1, message_type=message_type)
+        answer = handler(msg, context)
+        assert not answer.has_error()
+        return answer.content
+
+    described = reply(client_app.describe, {"config": ConfigRecord({"scaling": scaling})}, f"{MessageType.QUERY}.describe")
+    stats = [scaling_stats_from_record(described["scaling-stats"])] if "scaling-stats" in described else []
+    scaling_sent = scaling_record(federation_scaling(scaling, lambda: stats))
+    theta = build_local_training(cfg, FeatureEncoder(federation_scaling(scaling, lambda: stats)).dim).build_module().net.state_dict()
+
+    def round_config(t, train_, stats_, test_round):
+        return ConfigRecord({"server-round": t, "train": train_, "stats": stats_, "test-round": test_round, "final": False,
+                             "own-mixture": False, "keep-personal": False})  # fmt: skip
+
+    handle = lambda msg, ctx: client_round.handle(msg, ctx, {})  # noqa: E731
+    trained = reply(handle, {"config": round_config(1, True, True, 0), "scaling": scaling_sent, "arrays": ArrayRecord(theta)},
+                    MessageType.TRAIN)  # fmt: skip
+    tested = reply(handle, {"config": round_config(2, False, False, 1), "scaling": scaling_sent,
+                            "test-arrays": ArrayRecord(theta), "gmm-stats": trained["gmm-stats"]}, MessageType.EVALUATE)  # fmt: skip
+
+    k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2
+    assert set(described) == ({"metrics", "scaling-stats"} if scaling == "federated_minmax" else {"metrics"})
+    assert set(described["metrics"]) == {"client-id", "n_train", "n_test", "n_test_anomalies"}
+    assert set(trained) == {"metrics", "arrays", "gmm-stats", "timing"}
+    assert set(trained["metrics"]) == {"client-id", "num-examples", "train-loss"}
+    assert {n: tuple(v.shape) for n, v in trained["arrays"].to_torch_state_dict().items()} == {n: tuple(v.shape) for n, v in theta.items()}
+    assert {n: tuple(v.shape) for n, v in trained["gmm-stats"].to_torch_state_dict().items()} == {
+        "s0": (k,), "s1": (k, d), "s2": (k, d, d), "n": ()
+    }  # fmt: skip
+    assert set(tested) == {"metrics", "test-metrics", "timing"} and set(tested["test-metrics"]) == METRICS
+
+    sent: dict[str, object] = {}
+    for message, content in {"describe": described, "train": trained, "test": tested}.items():
+        for key, record in content.items():
+            if key == "timing":  # when each part of the handler ran, epoch seconds
+                continue
+            items = record.to_torch_state_dict().items() if isinstance(record, ArrayRecord) else record.items()
+            sent |= {f"{message}/{key}/{name}": value for name, value in items}
+    leaks = record_valued(sent, record_extremes(cfg))
+    if scaling == "federated_minmax":  # the check sees the study's scaling send values of records
+        assert "describe/scaling-stats/maximum" in leaks and all(n.startswith("describe/scaling-stats/") for n in leaks), leaks
+    else:
+        assert leaks == []
