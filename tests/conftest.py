@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers.real_data import every_nth_record
 from hypothesis import HealthCheck, settings
 
 from fdagmm.config import register_configs
@@ -54,7 +55,4 @@ def kdd_frame(kdd_path):
 @pytest.fixture(scope="session")
 def kdd_slice(kdd_lines, tmp_path_factory) -> Path:
     """Every 16th record of the real file (30,877 records, every label of note), as gzip."""
-    path = tmp_path_factory.mktemp("data") / "kdd_slice.csv.gz"
-    with gzip.open(path, "wt") as f:
-        f.writelines(kdd_lines[::16])
-    return path
+    return every_nth_record(kdd_lines, tmp_path_factory.mktemp("data") / "kdd_slice.csv.gz", 16)

@@ -5,7 +5,6 @@ it starts and what they need from the environment, on a small slice of the real 
 Skipped when Flower is not installed, unless FDAGMM_REQUIRE_FLOWER=1 (set by CI).
 """
 
-import gzip
 import importlib.util
 import json
 import logging
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.real_data import every_nth_record
 
 if importlib.util.find_spec("flwr") is None and os.environ.get("FDAGMM_REQUIRE_FLOWER") != "1":
     pytest.skip('Flower is not installed: pip install -e ".[flower]"', allow_module_level=True)
@@ -41,10 +41,7 @@ SERVER_NODE = 0
 @pytest.fixture(scope="module")
 def kdd_tiny(kdd_lines, tmp_path_factory) -> Path:
     """Every 64th record of the real file (7,720 records): enough for both clients of s4."""
-    path = tmp_path_factory.mktemp("data") / "kdd_tiny.csv.gz"
-    with gzip.open(path, "wt") as f:
-        f.writelines(kdd_lines[::64])
-    return path
+    return every_nth_record(kdd_lines, tmp_path_factory.mktemp("data") / "kdd_tiny.csv.gz", 64)
 
 
 class InMemoryGrid(Grid):
