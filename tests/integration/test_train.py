@@ -131,7 +131,7 @@ def test_cli_runs_with_overrides(kdd_slice, tmp_path):
         ("fed.rounds=0", "fed.rounds must be >= 1"),
         ("data.path=/nonexistent/kdd.gz", "KDDCUP99 file not found: /nonexistent/kdd.gz"),
         ("eval.anomaly_ratio=1.5", "eval.anomaly_ratio must be in (0, 1)"),
-        ("method=federated", "unknown method 'federated': choose one of fdagmm, local, pooled, remote"),
+        ("method=federated", "unknown method 'federated': choose one of fdagmm, iforest_local, iforest_pooled, local, pca_local, pca_pooled, pooled, remote"),
         ("fed.backend=grpc", "fed.backend must be inprocess or flower, got 'grpc'"),
     ],
 )
