@@ -4,8 +4,8 @@ A ``Client`` holds one organisation's encoded records, and every method of it ru
 those records are. What its methods return is all that leaves it: the federated entries of a
 state dict and a sample count (``update``), sufficient statistics (``shared_gmm_stats``) and
 scalar metrics (``evaluate``); with client-level differential privacy the update and the
-statistics are clipped here, before they leave (``federation.privacy``). Entries the strategy keeps local (``personal_state``) stay here
-across rounds. The one exception is ``train_energies``, needed only by the optional pooled
+statistics are clipped here, before they leave (``federation.privacy``). Entries the
+strategy keeps local (``personal_state``) stay here across rounds. The one exception is ``train_energies``, needed only by the optional pooled
 threshold reference (``eval.threshold_ref=pooled``), which shares its training records' energies.
 """
 

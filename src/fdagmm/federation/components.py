@@ -104,6 +104,12 @@ def build_privacy(cfg: DictConfig) -> ClientLevelDP | None:
     )
 
 
+def stats_privacy(cfg: DictConfig, privacy: ClientLevelDP | None) -> ClientLevelDP | None:
+    """The differential privacy the mixture statistics leave the clients under: only the
+    global mixture's do (``fed.gmm_stats=local`` keeps each client's at home)."""
+    return privacy if cfg.fed.gmm_stats == "global" else None
+
+
 def build_strategy(cfg: DictConfig, net: DAGMM, privacy: ClientLevelDP | None = None) -> Strategy:
     """The configured strategy, checked against the model it federates (e.g. FedPer's layers),
     inside DP-FedAvg under differential privacy."""

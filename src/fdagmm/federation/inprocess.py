@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from fdagmm.federation.client import Client
 from fdagmm.federation.privacy import ClientLevelDP
-from fdagmm.federation.rounds import require_min_clients, sample_clients, unusable_reason
+from fdagmm.federation.rounds import federation_stats, require_min_clients, sample_clients, unusable_reason
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, mixture_from_stats
 
@@ -68,18 +68,11 @@ def run_rounds(
     return global_net
 
 
-def federation_mixture(net: DAGMM, clients: list[Client]) -> GaussianMixture:
-    """The scoring mixture from ``clients``' summed sufficient statistics."""
-    stats = [c.gmm_stats(net) for c in clients]
-    return mixture_from_stats(sum(stats[1:], stats[0]))
-
-
 def released_mixture(net: DAGMM, clients: list[Client], privacy: ClientLevelDP | None, round_idx: int) -> GaussianMixture:
     """The scoring mixture from the statistics ``clients`` share after ``round_idx``: summed,
     or with differential privacy clipped and noised (``ClientLevelDP.release_stats``)."""
-    if privacy is None:
-        return federation_mixture(net, clients)
-    return mixture_from_stats(privacy.release_stats([c.shared_gmm_stats(net) for c in clients], round_idx))
+    stats = [c.gmm_stats(net) if privacy is None else c.shared_gmm_stats(net) for c in clients]
+    return mixture_from_stats(federation_stats(stats, privacy, round_idx))
 
 
 def evaluate_global_model(
@@ -114,7 +107,7 @@ def evaluate_every_client(
     statistics' mixture when ``mixture`` is None (``fed.gmm_stats=local``)."""
     return {
         f"client{c.client_id}": c.evaluate(
-            net, mixture or federation_mixture(net, [c]), anomaly_ratio, ("own",), []
+            net, mixture or mixture_from_stats(c.gmm_stats(net)), anomaly_ratio, ("own",), []
         )["own"]
         for c in clients
     }

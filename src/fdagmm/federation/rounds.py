@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from fdagmm.errors import FdagmmError
+from fdagmm.federation.privacy import ClientLevelDP
 from fdagmm.federation.strategies import ClientUpdate
+from fdagmm.models.dagmm import GMMStats
 from fdagmm.seeding import SAMPLING_STREAM, derive_seed
 
 log = logging.getLogger(__name__)
@@ -65,3 +67,9 @@ def mixture_clients(gmm_stats: str, eval_client: int, train_clients: list[int]) 
     """Whose statistics form the scoring mixture: every training client's (``global``) or
     the evaluated client's own (``local``)."""
     return [eval_client] if gmm_stats == "local" else list(train_clients)
+
+
+def federation_stats(stats: list[GMMStats], privacy: ClientLevelDP | None, round_idx: int) -> GMMStats:
+    """The federation's mixture statistics from those its clients sent after ``round_idx``:
+    their sum, or under differential privacy their clipped contributions summed and noised."""
+    return sum(stats[1:], stats[0]) if privacy is None else privacy.release_stats(stats, round_idx)

@@ -34,6 +34,7 @@ from fdagmm.federation.components import (
     planned_training_steps,
     prepare_process,
     run_info,
+    stats_privacy,
 )
 from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
 from fdagmm.federation.rounds import mixture_clients, round_record
@@ -144,13 +145,12 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
     device = training.build_trainer(max_epochs=1, logger=False).strategy.root_device
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
-    # The statistics are released under differential privacy only when they leave the clients.
-    stats_privacy = privacy if cfg.fed.gmm_stats == "global" else None
+    released_under = stats_privacy(cfg, privacy)
 
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         return evaluate_global_model(
             net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, device,
-            round_idx, stats_privacy, log_scores_at,
+            round_idx, released_under, log_scores_at,
         )
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:

@@ -41,6 +41,7 @@ from fdagmm.federation.components import (
     hparams,
     prepare_process,
     run_info,
+    stats_privacy,
 )
 from fdagmm.federation.flower.launcher import ERROR_FILE
 from fdagmm.federation.flower.records import (
@@ -53,6 +54,7 @@ from fdagmm.federation.flower.records import (
 )
 from fdagmm.federation.rounds import (
     FederationError,
+    federation_stats,
     mixture_clients,
     require_min_clients,
     round_record,
@@ -115,8 +117,7 @@ class FdagmmRounds:
         self.cfg = cfg
         self.grid = grid
         self.strategy = strategy
-        # Releases the mixture statistics under differential privacy; the global mixture only.
-        self.stats_privacy = privacy if cfg.fed.gmm_stats == "global" else None
+        self.stats_privacy = stats_privacy(cfg, privacy)
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.scaling = scaling  # the federation's scaling, sent with every message
@@ -201,10 +202,7 @@ class FdagmmRounds:
             del self.states[test_round]
         if stats_round:
             stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
-            released = (
-                sum(stats[1:], stats[0]) if self.stats_privacy is None else self.stats_privacy.release_stats(stats, stats_round)
-            )
-            self.mixture_stats[stats_round] = gmm_stats_record(released)
+            self.mixture_stats[stats_round] = gmm_stats_record(federation_stats(stats, self.stats_privacy, stats_round))
         if trainers:
             self.states[t] = self.aggregate(t, trainers, replied)
         if not (t - 1 >= 1 and self.rounds.evaluates(t - 1)):
