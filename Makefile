@@ -15,7 +15,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost baselines benchmark strategy-tuning strategies who-gains bench test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost baselines benchmark strategy-tuning strategies who-gains bench bench-gpu test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0
 
 bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)
+
+bench-gpu:  ## on a GPU machine: the main command on the GPU against its CPU cores, round parts, make reproduce's sweep (figures in outputs/bench_gpu)
+	$(PYTHON) src/bench_gpu.py --data data/kddcup.data_10_percent.gz $(GPU_BENCH_ARGS)
 
 test:  ## the test suite, slow end-to-end tests included (property-based ones in their quick profile)
 	$(PYTHON) -m pytest

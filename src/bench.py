@@ -52,10 +52,10 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 console = Console(width=140)
 
 
-def compose_config(*overrides: str):
+def compose_config(*overrides: str, accelerator: str = "cpu"):
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="config", overrides=["trainer.accelerator=cpu", *overrides])
+        return compose(config_name="config", overrides=[f"trainer.accelerator={accelerator}", *overrides])
 
 
 def training_rows(data_path: str) -> torch.Tensor:
@@ -169,7 +169,7 @@ def bench_training_step(x: torch.Tensor, repeats: int) -> list[tuple[str, str, s
     ]
 
 
-def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
+def bench_round(data_path: str, rounds: int, *overrides: str, accelerator: str = "cpu") -> list[tuple[str, str, str, str]]:
     """A federated run at the scenario defaults (s3), with each part of a round timed."""
     spent = {"update": 0.0, "fit": 0.0, "fedavg": 0.0, "evaluation": 0.0}
     evaluation_starts: list[float] = []
@@ -198,7 +198,10 @@ def bench_round(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
         for owner, attr, name, marks in patches:
             setattr(owner, attr, timed(name, getattr(owner, attr), marks))
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own table is not a figure here
-            train(compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}"))
+            train(compose_config(
+                f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}", *overrides,
+                accelerator=accelerator,
+            ))
     finally:
         for owner, attr, fn in originals:
             setattr(owner, attr, fn)

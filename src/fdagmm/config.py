@@ -190,6 +190,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check(cfg.data.scaling in SCALINGS, f"data.scaling must be one of {', '.join(SCALINGS)}, got {cfg.data.scaling!r}")
 
     _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")
+    _check(cfg.model.cuda_graph in (True, False), f"model.cuda_graph must be true or false, got {cfg.model.cuda_graph!r}")
     _check(cfg.data.scaling_records in SCALING_RECORDS, f"data.scaling_records must be train or all, got {cfg.data.scaling_records!r}")
     _check(
         cfg.data.scaling_records == "train" or cfg.data.scaling == "federated_minmax",

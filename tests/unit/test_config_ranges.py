@@ -141,3 +141,11 @@ def test_model_compile_takes_true_false_or_auto(tmp_path):
     cfg.paths.output_dir = str(tmp_path)
     with pytest.raises(ConfigError, match="^model.compile must be true, false or auto, got 'sometimes'$"):
         train(cfg)
+
+
+def test_model_cuda_graph_takes_true_or_false(tmp_path):
+    cfg = copy.deepcopy(_compose(()))
+    cfg.model.cuda_graph = "maybe"
+    cfg.paths.output_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="^model.cuda_graph must be true or false, got 'maybe'$"):
+        train(cfg)

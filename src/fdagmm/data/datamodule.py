@@ -36,6 +36,11 @@ class ClientData:
     def n_train(self) -> int:
         return len(self.train_x)
 
+    def to(self, device: torch.device) -> ClientData:
+        """The same records with their tensors on ``device`` (held there for the whole run:
+        a GPU then trains and scores without copying records each round)."""
+        return ClientData(self.client_id, self.train_x.to(device), self.test_x.to(device), self.test_is_anomaly)
+
 
 @dataclass
 class ClientRecords:
@@ -90,22 +95,24 @@ class ShuffledBatches(Sampler[Tensor]):
     """Index tensors of the batches of a fresh random permutation each epoch.
 
     The same batches as ``BatchSampler(RandomSampler(...))`` with this generator, as tensors
-    rather than lists of ints, so that a batch is one indexing operation.
+    rather than lists of ints, so that a batch is one indexing operation. The permutation is
+    drawn on the CPU (the same batches on every device) and sent to ``device`` once an epoch.
     """
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch_size, self.generator = n, batch_size, generator
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, device: torch.device = torch.device("cpu")):
+        self.n, self.batch_size, self.generator, self.device = n, batch_size, generator, device
 
     def __iter__(self) -> Iterator[Tensor]:
-        return iter(torch.randperm(self.n, generator=self.generator).split(self.batch_size))
+        return iter(torch.randperm(self.n, generator=self.generator).to(self.device).split(self.batch_size))
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
 
 def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate)."""
-    batches = ShuffledBatches(len(x), batch_size, torch.Generator().manual_seed(seed))
+    """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate), on the
+    device ``x`` is on."""
+    batches = ShuffledBatches(len(x), batch_size, torch.Generator().manual_seed(seed), x.device)
     return DataLoader(TensorDataset(x), sampler=batches, batch_size=None)
 
 
@@ -171,7 +178,9 @@ class KDDClientsDataModule(pl.LightningDataModule):
         return torch.cat([self.clients[k].train_x for k in self.train_clients])
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.pooled_train_x(), self.batch_size, derive_seed(self.seed))
+        # Batches cut where the Trainer trains: on a GPU, from records sent there once.
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return batch_loader(self.pooled_train_x().to(device), self.batch_size, derive_seed(self.seed))
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Record counts per client, for the log and metrics.json."""

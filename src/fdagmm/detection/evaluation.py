@@ -15,8 +15,9 @@ from torch import Tensor
 
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats, gmm_sufficient_stats, sample_energy
 
-# Rows per forward pass when scoring.
-SCORING_CHUNK = 8192
+# Rows per forward pass when scoring: on a GPU, more rows per pass means fewer kernel
+# launches (float64 keeps a record's energy independent of the chunking either way).
+SCORING_CHUNK = {"cpu": 8192, "cuda": 131_072}
 
 
 @torch.no_grad()
@@ -30,11 +31,11 @@ def latent(net: DAGMM, x: Tensor) -> tuple[Tensor, Tensor]:
     device = next(net.parameters()).device
     net64 = copy.deepcopy(net).double().eval()
     zs, gammas = [], []
-    for chunk in x.split(SCORING_CHUNK):
+    for chunk in x.split(SCORING_CHUNK.get(device.type, SCORING_CHUNK["cpu"])):
         out = net64(chunk.to(device, torch.float64))
-        zs.append(out.z.cpu())
-        gammas.append(out.gamma.cpu())
-    return torch.cat(zs), torch.cat(gammas)
+        zs.append(out.z)
+        gammas.append(out.gamma)
+    return torch.cat(zs).cpu(), torch.cat(gammas).cpu()  # one copy back from a GPU, not one per chunk
 
 
 def dataset_gmm_stats(net: DAGMM, x: Tensor) -> GMMStats:

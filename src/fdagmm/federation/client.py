@@ -39,6 +39,7 @@ class LocalTraining:
     local_epochs: int
     batch_size: int
     seed: int
+    device: torch.device  # where the Trainers train (and the clients' records are held)
 
 
 class Client:
@@ -54,7 +55,7 @@ class Client:
         logger: ContinuousStepLogger,
         privacy: ClientLevelDP | None = None,
     ):
-        self.data = data
+        self.data = data.to(training.device)
         self.privacy = privacy
         self.cov_jitter = cov_jitter
         self.training = training
@@ -84,7 +85,7 @@ class Client:
         trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)
         loader = batch_loader(self.data.train_x, t.batch_size, derive_seed(t.seed, round_idx, self.client_id, BATCH_STREAM))
         trainer.fit(module, train_dataloaders=loader)
-        self.logger.step_offset += trainer.global_step  # the next round's curve continues here
+        self.logger.step_offset += module.steps_taken  # the next round's curve continues here
         state = {k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()}
         federated = self.strategy.federated_keys(state)
         self.personal_state = {k: v for k, v in state.items() if k not in federated}

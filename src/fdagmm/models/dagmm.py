@@ -129,7 +129,13 @@ def mixture_from_stats(stats: GMMStats) -> GaussianMixture:
 
 
 def cholesky_with_jitter(sigma: Tensor, jitter: float, max_tries: int = 6) -> Tensor:
-    """Cholesky factors of sigma + jitter*I, with 10x more jitter while a factorisation fails."""
+    """Cholesky factors of sigma + jitter*I, with 10x more jitter while a factorisation fails.
+
+    On a GPU the same choice is made without reading anything back to the host
+    (``_cholesky_with_jitter_on_device``), so that a training step can be captured as a CUDA graph.
+    """
+    if sigma.is_cuda:
+        return _cholesky_with_jitter_on_device(sigma, jitter, max_tries)
     eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
     for _ in range(max_tries):
         factor, info = torch.linalg.cholesky_ex(sigma + jitter * eye)
@@ -140,6 +146,23 @@ def cholesky_with_jitter(sigma: Tensor, jitter: float, max_tries: int = 6) -> Te
         f"covariance is not positive definite even with {jitter / 10:g} added to its diagonal: "
         "the model has diverged; lower the learning rate or raise model.cov_jitter"
     )
+
+
+def _cholesky_with_jitter_on_device(sigma: Tensor, jitter: float, max_tries: int) -> Tensor:
+    """``cholesky_with_jitter`` without host synchronisation: every jitter level is tried at
+    once, the smallest one that factors all components is kept, and the factor is NaN where
+    none does (the NaN reaches the loss and the client's update, which the round leaves out).
+    """
+    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
+    tries = torch.arange(max_tries, device=sigma.device)
+    levels = jitter * 10.0 ** tries.to(sigma.dtype)
+    with torch.no_grad():  # which level: no gradient through the levels not taken
+        _, info = torch.linalg.cholesky_ex(sigma.detach()[None] + levels[:, None, None, None] * eye)
+        factors_all = (info == 0).all(dim=1)  # (max_tries,)
+        first = factors_all.int().argmax()  # the first level that works (0 if none)
+        chosen = (levels * (tries == first)).sum()  # levels[first], without an indexing kernel
+    factor, _ = torch.linalg.cholesky_ex(sigma + chosen * eye)
+    return torch.where(factors_all.any(), factor, torch.full_like(factor, math.nan))
 
 
 def sample_energy(z: Tensor, mixture: GaussianMixture, jitter: float) -> Tensor:
@@ -182,3 +205,8 @@ def dagmm_objective(
     penalty = covariance_penalty(mixture.sigma).to(x.dtype)
     total = reconstruction + lambda_energy * energy + lambda_cov * penalty
     return DAGMMLoss(total, reconstruction.detach(), energy.detach(), penalty.detach())
+
+
+def training_loss(net: DAGMM, x: Tensor, lambda_energy: float, lambda_cov: float, cov_jitter: float) -> DAGMMLoss:
+    """The objective of ``net`` on the batch ``x``."""
+    return dagmm_objective(x, net(x), lambda_energy, lambda_cov, cov_jitter)

@@ -9,14 +9,15 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from fdagmm.models.dagmm import DAGMM, DAGMMLoss, dagmm_objective
+from fdagmm.models.cuda_graph import CapturedTrainingStep
+from fdagmm.models.dagmm import DAGMM, DAGMMLoss, training_loss
 
 # A term added to the objective, computed from the network (FedProx's proximal term).
 Penalty = Callable[[DAGMM], Tensor]
 
 
-def training_loss(net: DAGMM, x: Tensor, lambda_energy: float, lambda_cov: float, cov_jitter: float) -> DAGMMLoss:
-    return dagmm_objective(x, net(x), lambda_energy, lambda_cov, cov_jitter)
+# The training losses written to the logger, in the order training_step stacks them.
+LOGGED_LOSSES = ("train/loss", "train/reconstruction", "train/energy", "train/cov_penalty")
 
 
 @functools.cache
@@ -31,6 +32,9 @@ class DAGMMLitModule(pl.LightningModule):
 
     ``optimizer`` is a partial (Hydra's ``_partial_: true``) that takes the parameters.
     ``penalty``, set by a federated strategy for one round, is added to the objective.
+    The step runs eagerly, compiled (``compile``: ``torch.compile``) or, when ``cuda_graph``
+    is set and the fit runs on a GPU, replayed from a CUDA graph of the whole step
+    (``CapturedTrainingStep``, recorded anew in each fit; Lightning's manual optimisation).
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class DAGMMLitModule(pl.LightningModule):
         lambda_cov: float = 0.005,
         cov_jitter: float = 1e-6,
         compile: bool = False,
+        cuda_graph: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -49,36 +54,65 @@ class DAGMMLitModule(pl.LightningModule):
         self.lambda_cov = lambda_cov
         self.cov_jitter = cov_jitter
         self.loss_fn = compiled_training_loss() if compile else training_loss
+        self.cuda_graph = cuda_graph
+        self._captured: CapturedTrainingStep | None = None
         self.penalty: Penalty | None = None
-        # Running sum of the loss since the last ``pop_mean_loss``, kept on the device so that
-        # a training step never waits for a host sync.
+        self.steps_taken = 0  # optimiser steps so far: the logged losses' step
+        # Running sum of the loss since the last ``pop_mean_loss``, and the logged steps' losses
+        # (written at the epoch's end), kept on the device: a step never waits for the host.
         self._loss_sum = torch.zeros(())
         self._loss_steps = 0
+        self._unwritten_logs: list[tuple[int, Tensor]] = []
 
-    def training_step(self, batch: tuple[Tensor], batch_idx: int) -> Tensor:
-        (x,) = batch
-        loss = self.loss_fn(self.net, x, self.lambda_energy, self.lambda_cov, self.cov_jitter)
-        # Straight to the logger every log_every_n_steps steps: on a CPU, self.log's bookkeeping
-        # costs about a quarter of this small model's training step.
-        if self.logger is not None and self.global_step % self.trainer.log_every_n_steps == 0:
-            self.logger.log_metrics(
-                {
-                    "train/loss": loss.total.item(),
-                    "train/reconstruction": loss.reconstruction.item(),
-                    "train/energy": loss.energy.item(),
-                    "train/cov_penalty": loss.cov_penalty.item(),
-                },
-                step=self.global_step,
+    def _captures(self) -> bool:
+        return self.cuda_graph and self.device.type == "cuda"
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Lightning has moved the module to its device already.
+        return self.optimizer(self.parameters(), **({"capturable": True} if self._captures() else {}))
+
+    def on_fit_start(self) -> None:
+        if self._captures():
+            self.automatic_optimization = False  # the captured step runs backward and the update itself
+            lambdas = (self.lambda_energy, self.lambda_cov, self.cov_jitter)
+            self._captured = CapturedTrainingStep(
+                self.net, self.trainer.optimizers[0], lambdas, self.penalty, capture=self.device.type == "cuda"
             )
-        self._loss_sum = self._loss_sum.to(loss.total.device) + loss.total.detach()
-        self._loss_steps += 1
+
+    def on_train_end(self) -> None:
+        # Lightning moves the module to the CPU after the fit: the graph's memory is gone.
+        self._captured = None
+        self.automatic_optimization = True
+
+    def training_step(self, batch: tuple[Tensor], batch_idx: int) -> Tensor | None:
+        (x,) = batch
+        if self._captured is not None:
+            self._note_losses(self._captured(x))
+            return None
+        loss = self.loss_fn(self.net, x, self.lambda_energy, self.lambda_cov, self.cov_jitter)
+        self._note_losses(torch.stack([loss.total.detach(), loss.reconstruction, loss.energy, loss.cov_penalty]))
         return loss.total if self.penalty is None else loss.total + self.penalty(self.net)
+
+    def _note_losses(self, losses: Tensor) -> None:
+        """Count a step and its losses (total, reconstruction, energy, covariance penalty)."""
+        # Straight to the logger every log_every_n_steps steps, at the epoch's end: on a CPU,
+        # self.log's bookkeeping costs about a quarter of this small model's training step.
+        if self.logger is not None and self.steps_taken % self.trainer.log_every_n_steps == 0:
+            self._unwritten_logs.append((self.steps_taken, losses))
+        self._loss_sum = self._loss_sum.to(losses.device) + losses[0]
+        self._loss_steps += 1
+        self.steps_taken += 1
+
+    def on_train_epoch_end(self) -> None:
+        if not self._unwritten_logs:
+            return
+        steps, losses = zip(*self._unwritten_logs)
+        self._unwritten_logs = []
+        for step, values in zip(steps, torch.stack(losses).tolist()):  # one transfer per epoch
+            self.logger.log_metrics(dict(zip(LOGGED_LOSSES, values)), step=step)
 
     def pop_mean_loss(self) -> float:
         """Mean training loss over the steps since the last call (NaN if there were none)."""
         mean = self._loss_sum.item() / self._loss_steps if self._loss_steps else float("nan")
         self._loss_sum, self._loss_steps = torch.zeros(()), 0
         return mean
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.parameters())

@@ -141,15 +141,13 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
     privacy = build_privacy(cfg)
     strategy = build_strategy(cfg, module.net, privacy)
     clients = [build_client(cfg, data, training, strategy, privacy) for data in datamodule.clients]
-    # Where Lightning trains (trainer.accelerator=auto: a GPU if there is one); evaluation runs there too.
-    device = training.build_trainer(max_epochs=1, logger=False).strategy.root_device
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
     released_under = stats_privacy(cfg, privacy)
 
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         return evaluate_global_model(
-            net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, device,
+            net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, training.device,
             round_idx, released_under, log_scores_at,
         )
 

@@ -1,9 +1,11 @@
-"""model.compile=auto: the steps a process plans, and when they pay for compiling."""
+"""The training step a process picks: model.compile=auto (the steps it plans, and when they pay
+for compiling) and model.cuda_graph (a GPU's captured step)."""
 
 import pytest
 import torch
 from hydra import compose, initialize
 
+from fdagmm.errors import ConfigError
 from fdagmm.federation import components
 from fdagmm.federation.components import COMPILE_PAYS_AFTER_STEPS, build_local_training, compiles_training, planned_training_steps
 from fdagmm.models.lit_module import compiled_training_loss, training_loss
@@ -51,3 +53,19 @@ def test_the_reproduction_pins_eager_training():
     cfg = _cfg("experiment=reproduce", "hydra.mode=RUN")
     assert cfg.model.compile is False
     assert components.compiles_training(cfg, 10 * COMPILE_PAYS_AFTER_STEPS) is False
+
+
+def test_the_cuda_graph_step_is_for_gpus_and_excludes_torch_compile():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert components.graphs_training(_cfg(), cuda)  # the default on a GPU
+    assert not components.graphs_training(_cfg(), cpu)  # no effect on a CPU
+    assert not components.graphs_training(_cfg("model.cuda_graph=false"), cuda)
+    assert not components.graphs_training(_cfg("model.compile=true"), cpu)
+    with pytest.raises(ConfigError, match="^model.compile=true and model.cuda_graph=true both choose the GPU's training step"):
+        components.graphs_training(_cfg("model.compile=true"), cuda)
+
+
+def test_the_training_device_is_the_trainers_and_decides_the_step():
+    training = build_local_training(_cfg("trainer.accelerator=cpu"), input_dim=7)
+    assert training.device == torch.device("cpu")
+    assert training.build_module().cuda_graph is False  # model.cuda_graph=true, but on a CPU

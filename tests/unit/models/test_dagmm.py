@@ -12,6 +12,8 @@ from fdagmm.detection import evaluation
 from fdagmm.models.dagmm import (
     DAGMM,
     GaussianMixture,
+    _cholesky_with_jitter_on_device,
+    cholesky_with_jitter,
     covariance_penalty,
     dagmm_objective,
     gmm_sufficient_stats,
@@ -68,6 +70,35 @@ def test_hopeless_covariance_raises_a_clear_error():
     mixture = GaussianMixture(torch.ones(1), torch.zeros(1, 3), -torch.eye(3)[None].double())
     with pytest.raises(NumericalError, match="not positive definite"):
         sample_energy(torch.zeros(5, 3), mixture, JITTER)
+
+
+def _covariances_needing_more_jitter():
+    """A positive definite, a rank-1 and an all-zero covariance: the last two factor only
+    with more than the first jitter level."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(3, 3))
+    v = rng.normal(size=(3, 1))
+    return torch.from_numpy(np.stack([a @ a.T + np.eye(3), v @ v.T, np.zeros((3, 3))])).requires_grad_()
+
+
+@pytest.mark.parametrize("jitter", [JITTER, 1e-12])
+def test_the_gpu_choice_of_jitter_gives_the_cpu_loop_factor_and_gradient(jitter):
+    # The GPU's sync-free path, run here on CPU tensors: the same jitter level as the loop
+    # (1e-12 needs several more levels for the singular covariances), the same gradient.
+    sigma = _covariances_needing_more_jitter()
+    loop = cholesky_with_jitter(sigma, jitter)
+    (loop_grad,) = torch.autograd.grad(loop.diagonal(dim1=-2, dim2=-1).log().sum(), sigma)
+    device_path = _cholesky_with_jitter_on_device(sigma, jitter, max_tries=6)
+    (device_grad,) = torch.autograd.grad(device_path.diagonal(dim1=-2, dim2=-1).log().sum(), sigma)
+    torch.testing.assert_close(device_path, loop, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(device_grad, loop_grad, rtol=1e-9, atol=1e-9)
+
+
+def test_the_gpu_path_gives_nan_where_the_loop_raises():
+    sigma = -torch.eye(3, dtype=torch.float64)[None]
+    with pytest.raises(NumericalError):
+        cholesky_with_jitter(sigma, JITTER)
+    assert torch.isnan(_cholesky_with_jitter_on_device(sigma, JITTER, max_tries=6)).all()
 
 
 def test_mixture_from_stats_matches_the_weighted_formulas():
@@ -164,7 +195,7 @@ def test_scoring_stats_cover_the_whole_training_set_not_a_batch(monkeypatch):
     torch.manual_seed(0)
     net = DAGMM(input_dim=122)
     x = _batch(n=2500)
-    monkeypatch.setattr(evaluation, "SCORING_CHUNK", 1024)  # three chunks, the last one short
+    monkeypatch.setitem(evaluation.SCORING_CHUNK, "cpu", 1024)  # three chunks, the last one short
     stats = evaluation.dataset_gmm_stats(net, x)
     assert stats.n == 2500
     assert net.training  # scoring switched dropout off and restored the mode it found
