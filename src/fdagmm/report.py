@@ -159,10 +159,10 @@ def write_csv(runs: pd.DataFrame, metric: str, path: Path, labels: dict[str, str
     table.to_csv(path, index_label="scenario", float_format="%.6f")
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    header = ["scenario", *table.columns]
+def markdown_table(table: pd.DataFrame, index_name: str = "scenario") -> str:
+    header = [index_name, *table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(s), *map(str, row)]) + " |" for s, row in zip(table.index, table.values)]
+    lines += ["| " + " | ".join([str(s), *map(str, row)]) + " |" for s, row in zip(table.index, table.astype(object).values)]
     return "\n".join(lines)
 
 
@@ -302,7 +302,7 @@ def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None
     ]
     for metric, name in METRICS.items():
         write_csv(sweep.runs, metric, sweep_dir / f"table_{metric.split('/')[1]}.csv", sweep.labels)
-        parts += ["", f"## {name}", "", _markdown(format_table(sweep.runs, metric, sweep.labels))]
+        parts += ["", f"## {name}", "", markdown_table(format_table(sweep.runs, metric, sweep.labels))]
     parts += [
         "",
         f"## Precision, recall and F1 with the `{sweep.other_ref_name}` threshold reference",
@@ -314,7 +314,7 @@ def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None
     for metric in THRESHOLDED if not sweep.other_ref.empty else []:
         name = f"table_{metric.split('/')[1]}_{sweep.other_ref_name}_threshold.csv"
         write_csv(sweep.other_ref, metric, sweep_dir / name, sweep.labels)
-        parts += ["", f"### {METRICS[metric]}", "", _markdown(format_table(sweep.other_ref, metric, sweep.labels))]
+        parts += ["", f"### {METRICS[metric]}", "", markdown_table(format_table(sweep.other_ref, metric, sweep.labels))]
     parts += ["", "## Missing or failed jobs", ""]
     parts += [f"- {line}" for line in sweep.missing] or ["None: every job of the grid finished."]
     parts += ["", "## Numerical faults", ""]

@@ -1,0 +1,106 @@
+"""Who gains from federation (issue #12, part 4): each client's AUROC trained alone against
+its AUROC under the federation, from the two sweeps of ``make who-gains``.
+
+A federated job (``method=fdagmm``) reports every client's test metrics (metrics.json's
+``per_client``) and training-set size (``partition``); an alone job (``method=local
+method.home_client=k``) reports client k's. A client's gain is its federated AUROC minus its
+AUROC alone, for the same partition (``partition.alpha``, ``seed``). Writes, into the
+federated sweep dir: ``who_gains.md`` (per alpha: how many clients gain, lose, lose more than
+``HARM``; the mean gain), ``who_gains.csv`` (one row per client and partition) and
+``who_gains.png`` (gain against training-set size).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from fdagmm.report import markdown_table  # noqa: E402
+
+# A client whose AUROC falls by more than this when it joins is counted as harmed.
+HARM = 0.01
+
+
+def _jobs(sweep_dir: Path) -> list[tuple[object, dict]]:
+    """(config, metrics.json) of every finished job of a sweep."""
+    jobs = []
+    for config in sorted(sweep_dir.glob("*/.hydra/config.yaml")):
+        metrics = config.parent.parent / "metrics.json"
+        if metrics.is_file():
+            jobs.append((OmegaConf.load(config), json.loads(metrics.read_text())))
+    if not jobs:
+        raise FileNotFoundError(f"{sweep_dir} holds no finished Hydra jobs (*/.hydra/config.yaml with metrics.json)")
+    return jobs
+
+
+def client_gains(federated_dir: Path, alone_dir: Path) -> pd.DataFrame:
+    """One row per (alpha, seed, client) present in both sweeps: n_train, AUROC federated,
+    AUROC alone, gain."""
+    federated = {}
+    for cfg, metrics in _jobs(federated_dir):
+        for client, values in metrics["per_client"].items():
+            key = (float(cfg.partition.alpha), int(cfg.seed), int(client.removeprefix("client")))
+            federated[key] = (metrics["partition"][client]["n_train"], values["test/auroc"])
+    rows = []
+    for cfg, metrics in _jobs(alone_dir):
+        key = (float(cfg.partition.alpha), int(cfg.seed), int(cfg.method.home_client))
+        if key in federated:
+            n_train, auroc_federated = federated[key]
+            auroc_alone = metrics["final"]["test/auroc"]
+            rows.append({
+                "alpha": key[0], "seed": key[1], "client": key[2], "n_train": n_train,
+                "auroc_federated": auroc_federated, "auroc_alone": auroc_alone, "gain": auroc_federated - auroc_alone,
+            })  # fmt: skip
+    columns = ["alpha", "seed", "client", "n_train", "auroc_federated", "auroc_alone", "gain"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["alpha", "seed", "client"], ignore_index=True)
+
+
+def gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per alpha: clients (x partitions), how many gain, lose, are harmed; mean and worst gain."""
+    by_alpha = gains.groupby("alpha")["gain"]
+    return pd.DataFrame({
+        "clients": by_alpha.size(),
+        "gain": by_alpha.apply(lambda g: int((g > 0).sum())),
+        "lose": by_alpha.apply(lambda g: int((g < 0).sum())),
+        f"harmed (< -{HARM})": by_alpha.apply(lambda g: int((g < -HARM).sum())),
+        "mean gain": by_alpha.mean(),
+        "worst gain": by_alpha.min(),
+    })  # fmt: skip
+
+
+def plot_gains(gains: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for alpha, part in gains.groupby("alpha"):
+        ax.scatter(part.n_train, part.gain, s=18, alpha=0.7, label=f"alpha {alpha:g}")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("client's training records")
+    ax.set_ylabel("AUROC federated - AUROC alone")
+    ax.set_title("Who gains from federation (each client and partition)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_who_gains(federated_dir: Path, alone_dir: Path) -> Path:
+    gains = client_gains(federated_dir, alone_dir)
+    if gains.empty:
+        raise ValueError(f"no client of {alone_dir} matches a federated run of {federated_dir} (same partition.alpha and seed)")
+    gains.to_csv(federated_dir / "who_gains.csv", index=False)
+    plot_gains(gains, federated_dir / "who_gains.png")
+    report = federated_dir / "who_gains.md"
+    report.write_text(
+        "# Who gains from federation\n\n"
+        f"{len(gains)} (client, partition) pairs; gain = AUROC under the federation - AUROC trained alone.\n\n"
+        + markdown_table(gain_summary(gains).round(4), index_name="alpha")
+        + "\n\n![gain against training-set size](who_gains.png)\n"
+    )
+    return report

@@ -1,0 +1,55 @@
+"""who_gains on two tiny real sweeps (K=3 Dirichlet clients, 1 round): each client's gain is its
+federated AUROC minus its AUROC alone, read from the jobs' own metrics."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fdagmm.who_gains import client_gains, write_who_gains
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sweeps(kdd_slice, tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("who_gains")
+    common = ["experiment=who_gains", f"data.path={kdd_slice}", "partition.num_clients=3", "partition.alpha=0.5,5",
+              "seed=0", "fed.rounds=1", "data.cache_dir=null"]  # fmt: skip
+    for name, method in (("fedavg", ["method=fdagmm"]), ("alone", ["method=local", "method.home_client=0,1,2"])):
+        result = subprocess.run(
+            [sys.executable, "src/train.py", *common, *method, f"hydra.sweep.dir={root / name}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    return root / "fedavg", root / "alone"
+
+
+def _metrics(sweep_dir: Path, *parts: str) -> dict:
+    (job,) = [j for j in sweep_dir.iterdir() if j.is_dir() and all(p in (j / ".hydra" / "overrides.yaml").read_text() for p in parts)]
+    return json.loads((job / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(sweeps):
+    federated_dir, alone_dir = sweeps
+    gains = client_gains(federated_dir, alone_dir)
+    assert len(gains) == 2 * 3  # two partitions x three clients
+    for row in gains.itertuples():
+        federated = _metrics(federated_dir, f"partition.alpha={row.alpha:g}")
+        alone = _metrics(alone_dir, f"partition.alpha={row.alpha:g}", f"method.home_client={row.client}")
+        client = f"client{row.client}"
+        assert row.n_train == federated["partition"][client]["n_train"] == alone["partition"][client]["n_train"]
+        assert row.auroc_federated == federated["per_client"][client]["test/auroc"]
+        assert row.auroc_alone == alone["final"]["test/auroc"]
+        assert row.gain == pytest.approx(row.auroc_federated - row.auroc_alone, abs=1e-15)
+    report = write_who_gains(federated_dir, alone_dir).read_text()
+    assert "| 0.5 | 3 |" in report and "| 5.0 | 3 |" in report  # each alpha's three clients
+    assert (federated_dir / "who_gains.png").stat().st_size > 0
+
+
+def test_who_gains_refuses_a_dir_without_jobs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no finished Hydra jobs"):
+        client_gains(tmp_path, tmp_path)
