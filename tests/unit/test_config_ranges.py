@@ -135,17 +135,16 @@ def test_a_scoring_argument_out_of_range_is_refused(key, bad):
         score_config(["model=m", "input=i", f"{key}={bad}"])
 
 
-def test_model_compile_takes_true_false_or_auto(tmp_path):
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("compile", "sometimes", "^model.compile must be true, false or auto, got 'sometimes'$"),
+        ("cuda_graph", "maybe", "^model.cuda_graph must be true or false, got 'maybe'$"),
+    ],
+)
+def test_the_training_step_settings_take_only_their_values(tmp_path, key, value, message):
     cfg = copy.deepcopy(_compose(()))
-    cfg.model.compile = "sometimes"
+    cfg.model[key] = value
     cfg.paths.output_dir = str(tmp_path)
-    with pytest.raises(ConfigError, match="^model.compile must be true, false or auto, got 'sometimes'$"):
-        train(cfg)
-
-
-def test_model_cuda_graph_takes_true_or_false(tmp_path):
-    cfg = copy.deepcopy(_compose(()))
-    cfg.model.cuda_graph = "maybe"
-    cfg.paths.output_dir = str(tmp_path)
-    with pytest.raises(ConfigError, match="^model.cuda_graph must be true or false, got 'maybe'$"):
+    with pytest.raises(ConfigError, match=message):
         train(cfg)
