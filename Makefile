@@ -65,11 +65,15 @@ benchmark:  ## DAGMM on the paper's KDDCUP99 protocol, trained and untrained, se
 	$(PYTHON) src/train.py experiment=dagmm_benchmark hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); \
 	$(PYTHON) src/report.py $(SWEEP_DIR)
 
-strategy-tuning:  ## each strategy's main hyper-parameter, 2 values, s1 and s3, seeds 5-9 (80 jobs)
+strategy-tuning:  ## each strategy's main hyper-parameter, 2 values, s1 and s3, seeds 5-9 (80 jobs), then the value the rule picks
 	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedavgm strategy.server_momentum=0.5,0.9 hydra.sweep.dir=$(SWEEP_DIR)/fedavgm $(ARGS)
 	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedadam strategy.eta=0.001,0.01 hydra.sweep.dir=$(SWEEP_DIR)/fedadam $(ARGS)
 	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedprox strategy.proximal_mu=0.01,0.1 hydra.sweep.dir=$(SWEEP_DIR)/fedprox $(ARGS)
 	$(PYTHON) src/train.py experiment=strategies scenario=s1,s3 seed=5,6,7,8,9 strategy=fedper fed.gmm_stats=global,local hydra.sweep.dir=$(SWEEP_DIR)/fedper $(ARGS)
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedavgm --by strategy.server_momentum
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedadam --by strategy.eta
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedprox --by strategy.proximal_mu
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedper --by fed.gmm_stats
 
 strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x seeds 0-4 (140 jobs), then one report
 	$(PYTHON) src/train.py experiment=strategies hydra.sweep.dir=$(SWEEP_DIR)/strategies $(ARGS)

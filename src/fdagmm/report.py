@@ -337,6 +337,32 @@ def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None
     return path
 
 
+# The tuning rule of issue #12's strategy study, fixed before any result: the value with the
+# higher mean AUROC; a tie within this goes to the higher mean F1.
+AUROC_TIE = 0.005
+
+
+def tuning_table(sweep_dirs: list[Path], key: str) -> tuple[pd.DataFrame, object]:
+    """Mean AUROC and F1 per value of the override ``key`` over a tuning sweep's jobs (and per
+    scenario), and the value the tuning rule picks."""
+    rows = []
+    for job in _job_dirs(sweep_dirs):
+        overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        if key not in overrides:
+            raise ValueError(f"{job}: no override {key}; pass the key the tuning sweep varies")
+        metrics_file = job / "metrics.json"
+        if metrics_file.is_file():
+            final = json.loads(metrics_file.read_text())["final"]
+            rows.append({key: overrides[key], "scenario": OmegaConf.load(job / ".hydra" / "config.yaml").partition.name,
+                         "auroc": final["test/auroc"], "f1": final["test/f1"]})  # fmt: skip
+    runs = pd.DataFrame(rows, columns=[key, "scenario", "auroc", "f1"])
+    table = runs.groupby(key).agg(jobs=("auroc", "size"), auroc=("auroc", "mean"), f1=("f1", "mean"))
+    for scenario, part in runs.groupby("scenario"):
+        table[f"auroc {scenario}"] = part.groupby(key)["auroc"].mean()
+    contenders = table[table.auroc >= table.auroc.max() - AUROC_TIE]
+    return table, contenders.f1.idxmax()
+
+
 def _settings(cfg) -> dict[str, object]:
     return {
         "rounds x local epochs": f"{cfg.fed.rounds} x {cfg.fed.local_epochs} "
