@@ -83,7 +83,7 @@ strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x
 who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (165 jobs), then who_gains.md and its figure
 	$(PYTHON) src/train.py experiment=who_gains method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
 	$(PYTHON) src/train.py experiment=who_gains method=local method.home_client=0,1,2,3,4,5,6,7,8,9 hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS)
-	$(PYTHON) src/who_gains.py $(SWEEP_DIR)/fedavg $(SWEEP_DIR)/alone
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedavg --who-gains $(SWEEP_DIR)/alone
 
 bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

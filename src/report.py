@@ -1,13 +1,15 @@
 """Tables and figures of a sweep, or of several sweeps together (written into the first):
 `python src/report.py outputs/multiruns/<date_time> [more sweep dirs]`. With `--by KEY`, a
 tuning sweep's mean AUROC and F1 per value of the override KEY and the value the tuning rule
-picks (printed; nothing written)."""
+picks (printed; nothing written). With `--who-gains ALONE_DIR`, the federated sweep's clients
+against the same clients trained alone (`make who-gains`; who_gains.md and its figure)."""
 
 import argparse
 import sys
 from pathlib import Path
 
 from fdagmm.report import AUROC_TIE, markdown_table, tuning_table, write_report
+from fdagmm.who_gains import write_who_gains
 
 
 def main() -> None:
@@ -15,8 +17,9 @@ def main() -> None:
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="Hydra multirun dirs (each holds one dir per job)")
     parser.add_argument("--wall-time-s", type=float, help="the sweep's wall time, to print in the report")
     parser.add_argument("--by", metavar="KEY", help="a tuning sweep: the results per value of this override")
+    parser.add_argument("--who-gains", metavar="ALONE_DIR", type=Path, help="the sweep of each client trained alone")
     args = parser.parse_args()
-    for sweep_dir in args.sweep_dirs:
+    for sweep_dir in [*args.sweep_dirs, *([args.who_gains] if args.who_gains else [])]:
         if not sweep_dir.is_dir():
             sys.exit(f"error: {sweep_dir} is not a directory: pass the sweep dir of a multirun")
     try:
@@ -25,7 +28,10 @@ def main() -> None:
             print(markdown_table(table.round(4), index_name=args.by))
             print(f"\nchosen: {args.by}={chosen} (the higher mean AUROC; within {AUROC_TIE}, the higher mean F1)")
             return
-        path = write_report(args.sweep_dirs, args.wall_time_s)
+        if args.who_gains:
+            path = write_who_gains(args.sweep_dirs[0], args.who_gains)
+        else:
+            path = write_report(args.sweep_dirs, args.wall_time_s)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"report written to {path}")

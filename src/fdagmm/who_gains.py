@@ -32,9 +32,12 @@ def _jobs(sweep_dir: Path) -> list[tuple[object, dict]]:
     """(config, metrics.json) of every finished job of a sweep."""
     jobs = []
     for config in sorted(sweep_dir.glob("*/.hydra/config.yaml")):
-        metrics = config.parent.parent / "metrics.json"
-        if metrics.is_file():
-            jobs.append((OmegaConf.load(config), json.loads(metrics.read_text())))
+        metrics_file = config.parent.parent / "metrics.json"
+        if metrics_file.is_file():
+            cfg, metrics = OmegaConf.load(config), json.loads(metrics_file.read_text())
+            if OmegaConf.select(cfg, "partition.alpha") is None or "per_client" not in metrics:
+                raise ValueError(f"{metrics_file}: not a run of experiment=who_gains (no partition.alpha or per_client)")
+            jobs.append((cfg, metrics))
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} holds no finished Hydra jobs (*/.hydra/config.yaml with metrics.json)")
     return jobs

@@ -53,3 +53,12 @@ def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(sweeps):
 def test_who_gains_refuses_a_dir_without_jobs(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no finished Hydra jobs"):
         client_gains(tmp_path, tmp_path)
+
+
+def test_who_gains_refuses_jobs_of_another_experiment(tmp_path):
+    job = tmp_path / "0_fdagmm_s3_seed0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text("partition:\n  name: s3\n")
+    (job / "metrics.json").write_text('{"final": {"test/auroc": 0.8}}')
+    with pytest.raises(ValueError, match="not a run of experiment=who_gains"):
+        client_gains(tmp_path, tmp_path)
