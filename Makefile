@@ -75,10 +75,11 @@ strategy-tuning:  ## each strategy's main hyper-parameter, 2 values, s1 and s3, 
 	$(PYTHON) src/report.py $(SWEEP_DIR)/fedprox --by strategy.proximal_mu
 	$(PYTHON) src/report.py $(SWEEP_DIR)/fedper --by fed.gmm_stats
 
-strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x seeds 0-4 (140 jobs), then one report
-	$(PYTHON) src/train.py experiment=strategies hydra.sweep.dir=$(SWEEP_DIR)/strategies $(ARGS)
-	$(PYTHON) src/train.py experiment=strategies strategy=fedavg method=local,fdagmm,pooled hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
-	$(PYTHON) src/report.py $(SWEEP_DIR)/strategies $(SWEEP_DIR)/fedavg
+strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x seeds 0-4 (140 jobs; seed 0 measured every round), then one report
+	$(PYTHON) src/train.py experiment=strategies seed=1,2,3,4 hydra.sweep.dir=$(SWEEP_DIR)/federated $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies seed=0 eval.every_n_rounds=1 hydra.sweep.dir=$(SWEEP_DIR)/federated_seed0 $(ARGS)
+	$(PYTHON) src/train.py experiment=strategies strategy=fedavg method=local,pooled seed=0,1,2,3,4 hydra.sweep.dir=$(SWEEP_DIR)/alone_and_pooled $(ARGS)
+	$(PYTHON) src/report.py $(SWEEP_DIR)/federated $(SWEEP_DIR)/federated_seed0 $(SWEEP_DIR)/alone_and_pooled
 
 who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (165 jobs), then who_gains.md and its figure
 	$(PYTHON) src/train.py experiment=who_gains method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)

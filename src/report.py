@@ -2,12 +2,16 @@
 `python src/report.py outputs/multiruns/<date_time> [more sweep dirs]`. With `--by KEY`, a
 tuning sweep's mean AUROC and F1 per value of the override KEY and the value the tuning rule
 picks (printed; nothing written). With `--who-gains ALONE_DIR`, the federated sweep's clients
-against the same clients trained alone (`make who-gains`; who_gains.md and its figure)."""
+against the same clients trained alone (`make who-gains`; who_gains.md and its figure). With
+`--energies COLUMNS`, the energies of those columns' runs of one seed by kind of record
+(normal, common and rare attacks; energy_by_kind.md and its figure)."""
 
 import argparse
 import sys
 from pathlib import Path
 
+from fdagmm.energy_by_kind import write_energy_by_kind
+from fdagmm.errors import FdagmmError
 from fdagmm.report import AUROC_TIE, markdown_table, tuning_table, write_report
 from fdagmm.who_gains import write_who_gains
 
@@ -18,6 +22,9 @@ def main() -> None:
     parser.add_argument("--wall-time-s", type=float, help="the sweep's wall time, to print in the report")
     parser.add_argument("--by", metavar="KEY", help="a tuning sweep: the results per value of this override")
     parser.add_argument("--who-gains", metavar="ALONE_DIR", type=Path, help="the sweep of each client trained alone")
+    parser.add_argument("--energies", metavar="COLUMNS", help="comma-separated columns (e.g. local,fdagmm,pooled): energies by kind")
+    parser.add_argument("--seed", type=int, default=0, help="with --energies: the seed whose runs are scored")
+    parser.add_argument("--data", help="with --energies: the KDDCUP99 file, if not where the runs read it")
     args = parser.parse_args()
     for sweep_dir in [*args.sweep_dirs, *([args.who_gains] if args.who_gains else [])]:
         if not sweep_dir.is_dir():
@@ -28,11 +35,13 @@ def main() -> None:
             print(markdown_table(table.round(4), index_name=args.by))
             print(f"\nchosen: {args.by}={chosen} (the higher mean AUROC; within {AUROC_TIE}, the higher mean F1)")
             return
-        if args.who_gains:
+        if args.energies:
+            path = write_energy_by_kind(args.sweep_dirs, args.energies.split(","), args.seed, args.data)
+        elif args.who_gains:
             path = write_who_gains(args.sweep_dirs[0], args.who_gains)
         else:
             path = write_report(args.sweep_dirs, args.wall_time_s)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, FdagmmError) as e:
         sys.exit(f"error: {e}")
     print(f"report written to {path}")
 

@@ -70,7 +70,7 @@ def column_label(cfg, label: str) -> str:
     return label
 
 
-def _job_dirs(sweep_dirs: list[Path]) -> list[Path]:
+def job_dirs(sweep_dirs: list[Path]) -> list[Path]:
     jobs = []
     for sweep_dir in sweep_dirs:
         found = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
@@ -84,7 +84,7 @@ def collect(sweep_dirs: Path | list[Path]) -> Sweep:
     """Every job of ``sweep_dirs`` (one sweep dir or several: e.g. a study sweep and a baselines sweep)."""
     rows, other_rows, histories, missing, non_finite, labels = [], [], {}, [], [], {}
     settings: dict[str, object] = {}
-    for job in _job_dirs([sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)):
+    for job in job_dirs([sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)):
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
         metrics_file = job / "metrics.json"
         if not metrics_file.is_file():
@@ -346,7 +346,7 @@ def tuning_table(sweep_dirs: list[Path], key: str) -> tuple[pd.DataFrame, object
     """Mean AUROC and F1 per value of the override ``key`` over a tuning sweep's jobs (and per
     scenario), and the value the tuning rule picks."""
     rows = []
-    for job in _job_dirs(sweep_dirs):
+    for job in job_dirs(sweep_dirs):
         overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
         if key not in overrides:
             raise ValueError(f"{job}: no override {key}; pass the key the tuning sweep varies")

@@ -159,3 +159,6 @@ def test_evaluation_every_n_rounds(kdd_slice, tmp_path):
     assert evaluated == [2, 4, 5]  # every second round and the last
     assert [h["round"] for h in payload["history"]] == [1, 2, 3, 4, 5]  # losses every round
     assert payload["final"]["test/auroc"] == payload["history"][-1]["test/auroc"]
+    # Evaluating leaves training alone: `make strategies` measures seed 0 every round, seeds 1-4 once.
+    every_round = train(_cfg(kdd_slice, tmp_path / "every_round", "fed.rounds=5", "eval.every_n_rounds=1"))
+    assert every_round["final"] == payload["final"]
