@@ -77,7 +77,8 @@ def collect_energies(sweep_dirs: list[Path], columns: list[str], seed: int, data
             frames.append(run_energies(job, data_path).assign(scenario=cfg.partition.name, column=column))
     if not frames:
         raise FileNotFoundError(f"no finished run of seed {seed} in columns {', '.join(columns)} in {', '.join(map(str, sweep_dirs))}")
-    return pd.concat(frames, ignore_index=True)
+    energies = pd.concat(frames, ignore_index=True)
+    return energies.assign(column=pd.Categorical(energies.column, [c for c in columns if c in set(energies.column)]))
 
 
 def kind_table(energies: pd.DataFrame) -> pd.DataFrame:
@@ -100,12 +101,12 @@ def plot_energy_by_kind(energies: pd.DataFrame, columns: list[str], labels: dict
             for color, column in zip(colors, columns):
                 values = part.loc[part.column == column, "above_threshold"]
                 if len(values):
-                    # symlog-spaced bins: energies span orders of magnitude on both sides of the threshold
-                    edges = np.sign(b := np.linspace(-4, 4, 61)) * (10 ** np.abs(b) - 1)
+                    # symlog-spaced bins: energies span two orders of magnitude on both sides of the threshold
+                    edges = np.sign(b := np.linspace(-2.5, 2.5, 51)) * (10 ** np.abs(b) - 1)
                     ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, histtype="step", color=color,
                             label=labels.get(column, column), weights=np.full(len(values), 1 / len(values)))  # fmt: skip
             ax.axvline(0, color="k", linewidth=0.8)
-            ax.set_xscale("symlog")
+            ax.set_xscale("symlog", linthresh=1)
             ax.set_title(f"{scenario}: {kind} ({part.groupby('column').size().max()} records)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("energy minus the run's threshold (flagged > 0)")
