@@ -81,10 +81,12 @@ strategies:  ## the strategies, FedAvg, DAGMM C0 and the pooled bound on s1-s4 x
 	$(PYTHON) src/train.py experiment=strategies strategy=fedavg method=local,pooled seed=0,1,2,3,4 hydra.sweep.dir=$(SWEEP_DIR)/alone_and_pooled $(ARGS)
 	$(PYTHON) src/report.py $(SWEEP_DIR)/federated $(SWEEP_DIR)/federated_seed0 $(SWEEP_DIR)/alone_and_pooled
 
-who-gains:  ## K=10 Dirichlet clients: FedAvg and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (165 jobs), then who_gains.md and its figure
+who-gains:  ## K=10 Dirichlet clients: FedAvg, FedAdam (experiment=best's strategy) and each client alone, alpha 0.1/0.5/5 x seeds 0-4 (180 jobs), then who_gains.md and its figure for each federation
 	$(PYTHON) src/train.py experiment=who_gains method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/fedavg $(ARGS)
 	$(PYTHON) src/train.py experiment=who_gains method=local method.home_client=0,1,2,3,4,5,6,7,8,9 hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS)
+	$(PYTHON) src/train.py experiment=who_gains method=fdagmm strategy=fedadam hydra.sweep.dir=$(SWEEP_DIR)/fedadam $(ARGS)
 	$(PYTHON) src/report.py $(SWEEP_DIR)/fedavg --who-gains $(SWEEP_DIR)/alone
+	$(PYTHON) src/report.py $(SWEEP_DIR)/fedadam --who-gains $(SWEEP_DIR)/alone
 
 bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

@@ -110,6 +110,8 @@ def plot_energy_by_kind(energies: pd.DataFrame, columns: list[str], labels: dict
             ax.set_title(f"{scenario}: {kind} ({part.groupby('column').size().max()} records)", fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("energy minus the run's threshold (flagged > 0)")
+    for row in axes:
+        row[0].set_ylabel("share of records")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
