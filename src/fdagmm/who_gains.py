@@ -78,7 +78,7 @@ def gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def plot_gains(gains: pd.DataFrame, path: Path) -> None:
+def plot_gains(gains: pd.DataFrame, path: Path, strategy: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for alpha, part in gains.groupby("alpha"):
         ax.scatter(part.n_train, part.gain, s=18, alpha=0.7, label=f"alpha {alpha:g}")
@@ -86,7 +86,7 @@ def plot_gains(gains: pd.DataFrame, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("client's training records")
     ax.set_ylabel("AUROC federated - AUROC alone")
-    ax.set_title("Who gains from federation (each client and partition)")
+    ax.set_title(f"Who gains from federation ({strategy}; each client and partition)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -98,10 +98,11 @@ def write_who_gains(federated_dir: Path, alone_dir: Path) -> Path:
     if gains.empty:
         raise ValueError(f"no client of {alone_dir} matches a federated run of {federated_dir} (same partition.alpha and seed)")
     gains.to_csv(federated_dir / "who_gains.csv", index=False)
-    plot_gains(gains, federated_dir / "who_gains.png")
+    strategy = _jobs(federated_dir)[0][1]["strategy"]
+    plot_gains(gains, federated_dir / "who_gains.png", strategy)
     report = federated_dir / "who_gains.md"
     report.write_text(
-        "# Who gains from federation\n\n"
+        f"# Who gains from federation ({strategy})\n\n"
         f"{len(gains)} (client, partition) pairs; gain = AUROC under the federation - AUROC trained alone.\n\n"
         + markdown_table(gain_summary(gains).round(4), index_name="alpha")
         + "\n\n![gain against training-set size](who_gains.png)\n"

@@ -46,6 +46,7 @@ def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(sweeps):
         assert row.auroc_alone == alone["final"]["test/auroc"]
         assert row.gain == pytest.approx(row.auroc_federated - row.auroc_alone, abs=1e-15)
     report = write_who_gains(federated_dir, alone_dir).read_text()
+    assert report.startswith("# Who gains from federation (fedavg)")
     assert "| 0.5 | 3 |" in report and "| 5.0 | 3 |" in report  # each alpha's three clients
     assert (federated_dir / "who_gains.png").stat().st_size > 0
 
