@@ -12,6 +12,7 @@ above the threshold) and ``energy_by_kind.png`` (histograms of energy minus the 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -44,12 +45,19 @@ def record_kinds(labels: np.ndarray, file_labels: np.ndarray) -> np.ndarray:
     return np.where(labels == KDD99.normal_label, KINDS[0], np.where(np.isin(labels, list(common)), KINDS[1], KINDS[2]))
 
 
+@functools.lru_cache(maxsize=4)
+def _client_records(path, variant, data_dir, cache_dir, partition_yaml: str, seed: int) -> list:
+    """The partition's clients, read and split once for every run of the same scenario and seed."""
+    return client_records(path, variant, data_dir, cache_dir, build(OmegaConf.create(partition_yaml)), seed)
+
+
 def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
     """The evaluated client's test records of one run: kind and energy minus the run's threshold."""
     detector = Detector.load(run_dir)
     cfg = OmegaConf.create(detector.config)
     data = cfg.data
-    records = client_records(data_path or data.path, data.variant, data.data_dir, data.cache_dir, build(cfg.partition), cfg.seed)
+    partition = OmegaConf.to_yaml(cfg.partition)
+    records = _client_records(data_path or data.path, data.variant, data.data_dir, data.cache_dir, partition, cfg.seed)
     client = records[cfg.method.eval_client]
     energy = detector.energy(client.test)
     final = json.loads((run_dir / "metrics.json").read_text())["final"]["test/auroc"]
