@@ -4,10 +4,14 @@
    runs it) against a minimal plain-PyTorch loop of the same model; and the project's loss in
    that bare loop, to show what the Trainer's per-step machinery costs;
 2. federated round: where a round's time goes outside client training;
-3. data: parsing the KDDCUP99 file against loading the parse cache;
+3. data: parsing the KDDCUP99 file (the streaming reader, checks included) against loading the
+   parse cache;
 4. scale: one epoch over 4.9 M rows (the 10% file 10 times), its time and peak memory;
 5. Flower (``--flower``): a round through a SuperLink and SuperNodes on 127.0.0.1 against
-   the same round in process, and where the Flower round's time goes.
+   the same round in process, and where the Flower round's time goes;
+6. flow file (``--flow-rows``, 10 M by default; ``--only-flow`` alone): reading and encoding a
+   large UNSW-NB15 CSV in chunks (``iter_chunks`` + ``FeatureEncoder``) against pandas' C
+   reader in chunks with no checks, rows/s and peak memory at two file sizes.
 Each prints its figures; nothing here passes or fails.
 """
 
@@ -37,9 +41,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fdagmm.config import build, register_configs
-from fdagmm.data.datamodule import batch_loader
-from fdagmm.data.kdd99 import read_kdd_file
-from fdagmm.data.loading import load_kdd
+from fdagmm.data.datamodule import ClientsDataModule, batch_loader
+from fdagmm.data.dataset import build_dataset
+from fdagmm.data.features import FeatureEncoder, Scaling
+from fdagmm.data.loading import load_table
+from fdagmm.data.reading import DEFAULT_CHUNK, iter_chunks, read_table
+from fdagmm.data.schema import load_schema
 from fdagmm.federation import client as client_module
 from fdagmm.federation import inprocess as inprocess_module
 from fdagmm.federation.components import COMPILE_PAYS_AFTER_STEPS, _quiet_lightning, compiles_training, planned_training_steps
@@ -58,11 +65,18 @@ def compose_config(*overrides: str, accelerator: str = "cpu"):
         return compose(config_name="config", overrides=[f"trainer.accelerator={accelerator}", *overrides])
 
 
+def clients_data(cfg, train_clients: list[int]) -> ClientsDataModule:
+    """The run's data module, set up: ``cfg.data``'s data set split by ``cfg.partition`` and encoded."""
+    d = cfg.data
+    dm = ClientsDataModule(build_dataset(d), d.batch_size, build(cfg.partition), 0, train_clients, d.scaling, d.scaling_records)
+    dm.setup()
+    return dm
+
+
 def training_rows(data_path: str) -> torch.Tensor:
     """Every client's training records of scenario s3, encoded (198,371 rows on the 10% file)."""
-    cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
-    dm.setup()
+    cfg = compose_config(f"data.train_path={data_path}", "method=pooled", "data.cache_dir=null")
+    dm = clients_data(cfg, train_clients=[0, 1])
     return torch.cat([c.train_x for c in dm.clients])
 
 
@@ -199,7 +213,7 @@ def bench_round(data_path: str, rounds: int, *overrides: str, accelerator: str =
             setattr(owner, attr, timed(name, getattr(owner, attr), marks))
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own table is not a figure here
             train(compose_config(
-                f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}", *overrides,
+                f"data.train_path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"paths.output_dir={out_dir}", *overrides,
                 accelerator=accelerator,
             ))
     finally:
@@ -227,20 +241,21 @@ def bench_round(data_path: str, rounds: int, *overrides: str, accelerator: str =
 
 
 def bench_data(data_path: str) -> list[tuple[str, str, str, str]]:
+    schema = load_schema("kdd99")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "kdd.gz"
         shutil.copy(data_path, copy)
         started = time.perf_counter()
-        read_kdd_file(copy)
+        read_table(copy, schema)
         parse = time.perf_counter() - started
         cache = Path(tmp) / "cache"
-        load_kdd(str(copy), "10_percent", tmp, cache)  # builds the entry
+        load_table(copy, schema, cache)  # builds the entry
         started = time.perf_counter()
-        load_kdd(str(copy), "10_percent", tmp, cache)
+        load_table(copy, schema, cache)
         cached = time.perf_counter() - started
         with open(copy, "ab") as f:  # other bytes, same records: an empty gzip member appended
             f.write(gzip.compress(b""))
-        load_kdd(str(copy), "10_percent", tmp, cache)
+        load_table(copy, schema, cache)
         entries = len(list(cache.iterdir()))
     return [
         ("data: parse the 10% file vs load the cache", f"{parse:.2f} s (parse)", f"{cached:.3f} s (cache)", f"{parse / cached:.0f}x"),
@@ -280,7 +295,7 @@ def bench_flower(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]
                 return record(self, *args, **kwargs)
 
             out_dir = Path(tmp) / backend
-            cfg = compose_config(f"data.path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"fed.backend={backend}", f"paths.output_dir={out_dir}")
+            cfg = compose_config(f"data.train_path={data_path}", "scenario=s3", f"fed.rounds={rounds}", f"fed.backend={backend}", f"paths.output_dir={out_dir}")
             RoundLog.record = timed_record
             started = time.perf_counter()
             try:
@@ -343,6 +358,115 @@ def bench_scale(data_path: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def write_flow_file(source: str | Path, path: Path, rows: int) -> int:
+    """A plain CSV of ``rows`` records: ``source``'s header once, then its records repeated
+    (the last copy cut short). Returns the file's size in bytes."""
+    with open(source, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    with gzip.open(source, "rb") if gzipped else open(source, "rb") as f:
+        header = f.readline()
+        body = f.read()
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    copies, rest = divmod(rows, body.count(b"\n"))
+    with open(path, "wb") as out:
+        out.write(header)
+        for _ in range(copies):
+            out.write(body)
+        out.write(b"".join(body.splitlines(keepends=True)[:rest]))
+    return path.stat().st_size
+
+
+def bench_flow_file(source: str, rows: int, chunk_size: int) -> list[tuple[str, str, str, str]]:
+    """Reading and encoding a large flow file in chunks: the project's path (``iter_chunks``
+    with the unsw_nb15 schema, its checks, then ``FeatureEncoder.transform`` of each chunk)
+    against pandas' C reader (``read_csv(chunksize=...)``, no checks, no encoding; pyarrow is
+    not installed). Each path runs in a fresh process, at ``rows`` and ``rows // 10`` records,
+    so that its peak RSS shows whether memory follows the chunk or the file."""
+    if not Path(source).is_file():
+        return [("flow file: skipped", f"{source} not found (--flow-source)", "", "")]
+    measured: dict[tuple[str, int], dict[str, float]] = {}
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (rows, max(rows // 10, 1)):
+            path = Path(tmp) / f"flows_{n}.csv"
+            sizes[n] = write_flow_file(source, path, n)
+            try:
+                for mode in ("project", "pandas"):
+                    result = subprocess.run(
+                        [sys.executable, __file__, "--flow-child", mode, str(path), str(chunk_size)], capture_output=True, text=True
+                    )
+                    if result.returncode != 0:
+                        return [(f"flow file: {mode}, {n:,} rows", "failed", result.stderr.strip().splitlines()[-1], "")]
+                    keys = ("rows", "seconds", "encode_seconds", "bad_lines", "start_mb", "peak_mb", "cpu_seconds")
+                    m = measured[mode, n] = dict(zip(keys, map(float, result.stdout.split())))
+                    console.print(
+                        f"flow file, {mode}, {n:,} rows: {m['seconds']:.1f} s ({m['rows'] / m['seconds']:,.0f} rows/s), "
+                        f"{m['cpu_seconds']:.1f} s CPU, peak RSS {m['peak_mb']:,.0f} MB ({m['start_mb']:,.0f} MB before reading)"
+                    )
+            finally:
+                path.unlink(missing_ok=True)  # a 10 M-row file is about 1.9 GB
+    small = max(rows // 10, 1)
+    project, pandas_ = measured["project", rows], measured["pandas", rows]
+    p_rate, q_rate = pandas_["rows"] / pandas_["seconds"], project["rows"] / project["seconds"]
+    out = [
+        (f"flow file: read (+ encode), {rows:,} UNSW-NB15 rows, {sizes[rows] / 1e9:.2f} GB CSV, chunks of {chunk_size:,}",
+         f"{p_rate:,.0f} rows/s (pandas read_csv, no checks)", f"{q_rate:,.0f} rows/s (iter_chunks + FeatureEncoder)",
+         f"{q_rate / p_rate:.2f}"),
+        ("flow file: the same per CPU second (what a shared machine's load does not change)",
+         f"{pandas_['rows'] / pandas_['cpu_seconds']:,.0f} rows/s (pandas)", f"{project['rows'] / project['cpu_seconds']:,.0f} rows/s (project)",
+         f"{pandas_['cpu_seconds'] / project['cpu_seconds']:.2f}"),
+        ("flow file: the project's time in FeatureEncoder.transform", f"{project['encode_seconds']:.1f} s",
+         f"of {project['seconds']:.1f} s", f"{project['encode_seconds'] / project['seconds']:.0%}"),
+    ]  # fmt: skip
+    for mode, label in (("project", "project"), ("pandas", "pandas")):
+        big, little = measured[mode, rows], measured[mode, small]
+        out.append((
+            f"flow file: peak RSS ({label}), {rows:,} / {small:,} rows",
+            f"{big['peak_mb']:,.0f} / {little['peak_mb']:,.0f} MB",
+            f"above the RSS before reading: {big['peak_mb'] - big['start_mb']:,.0f} / {little['peak_mb'] - little['start_mb']:,.0f} MB",
+            f"{big['peak_mb'] / little['peak_mb']:.2f}",
+        ))  # fmt: skip
+    for (mode, n), m in measured.items():
+        if m["rows"] != n or m["bad_lines"]:
+            out.append((f"flow file: {mode}, {n:,} rows", f"read {m['rows']:,.0f} rows", f"{m['bad_lines']:.0f} bad lines", "UNEXPECTED"))
+    return out
+
+
+def flow_child(mode: str, path: str, chunk_size: int) -> None:
+    """Prints the rows read, the seconds, the seconds in the encoder, the bad lines, the RSS
+    before reading, the process's peak RSS (MB) and the CPU seconds of reading."""
+    import pandas as pd
+
+    start_mb = _current_rss_mb()
+    rows, bad, encode_seconds = 0, 0, 0.0
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    if mode == "project":
+        schema = load_schema("unsw_nb15")
+        encoder = FeatureEncoder(Scaling.of_schema(schema), schema)
+        for chunk in iter_chunks(path, schema, chunk_size):
+            rows += len(chunk.frame)
+            bad += len(chunk.bad_lines)
+            encoding = time.perf_counter()
+            encoder.transform(chunk.frame)
+            encode_seconds += time.perf_counter() - encoding
+    else:
+        for frame in pd.read_csv(path, chunksize=chunk_size):
+            rows += len(frame)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(rows, seconds, encode_seconds, bad, start_mb, peak_mb, cpu_seconds)
+
+
+def _current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def bench_clients(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
     """K = 2, 10, 100 IID clients over the same records, each K in a fresh process."""
     rows = []
@@ -383,7 +507,7 @@ def clients_child(data_path: str, k: int, rounds: int) -> None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             train(compose_config(
-                f"data.path={data_path}", "partition=iid", f"partition.num_clients={k}", f"fed.rounds={rounds}",
+                f"data.train_path={data_path}", "partition=iid", f"partition.num_clients={k}", f"fed.rounds={rounds}",
                 f"eval.every_n_rounds={rounds}", f"paths.output_dir={out_dir}", "torch_threads=1",
             ))  # fmt: skip
     finally:
@@ -394,9 +518,8 @@ def clients_child(data_path: str, k: int, rounds: int) -> None:
 
 def scale_child(data_path: str) -> None:
     _quiet_lightning()
-    cfg = compose_config(f"data.path={data_path}", "method=pooled", "data.cache_dir=null")
-    dm = build(cfg.data, partitioner=build(cfg.partition), seed=0, train_clients=[0, 1])
-    dm.setup()
+    cfg = compose_config(f"data.train_path={data_path}", "method=pooled", "data.cache_dir=null")
+    dm = clients_data(cfg, train_clients=[0, 1])
     x = torch.cat([torch.cat([c.train_x, c.test_x]) for c in dm.clients])  # all 494,021 records
     dm.clients = []
     x = x.repeat(10, 1)
@@ -413,8 +536,13 @@ def main() -> None:
     parser.add_argument("--flower", action="store_true", help="add the Flower section (SuperLink + SuperNodes; minutes)")
     parser.add_argument("--flower-rounds", type=int, default=5, help="rounds of the Flower section's runs")
     parser.add_argument("--only-flower", action="store_true", help="the Flower section alone")
+    parser.add_argument("--flow-rows", type=int, default=10_000_000, help="records of the flow-file section's large file (0: leave the section out)")
+    parser.add_argument("--flow-chunk", type=int, default=DEFAULT_CHUNK, help="records per chunk in the flow-file section")
+    parser.add_argument("--flow-source", default="data/UNSW_NB15_testing-set.csv.gz", help="the UNSW-NB15 file repeated into the large file")
+    parser.add_argument("--only-flow", action="store_true", help="the flow-file section alone")
     parser.add_argument("--scale-child", metavar="DATA", help=argparse.SUPPRESS)
     parser.add_argument("--clients-child", nargs=3, metavar=("DATA", "K", "ROUNDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--flow-child", nargs=3, metavar=("MODE", "PATH", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
@@ -426,14 +554,19 @@ def main() -> None:
         data, k, rounds = args.clients_child
         clients_child(data, int(k), int(rounds))
         return
-    if not Path(args.data).is_file():
+    if args.flow_child:
+        mode, path, chunk = args.flow_child
+        flow_child(mode, path, int(chunk))
+        return
+    kdd_sections = not (args.only_flower or args.only_flow)
+    if (kdd_sections or args.only_flower) and not Path(args.data).is_file():
         sys.exit(f"error: {args.data} not found: pass --data <KDDCUP99 10% file> (or run make data)")
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     table = Table(title="FDAGMM performance")
     for column in ("target", "baseline / figure", "project / detail", "ratio"):
         table.add_column(column)
     rows = []
-    if not args.only_flower:
+    if kdd_sections:
         x = training_rows(args.data)
         console.print(f"training rows: {len(x):,} x {x.shape[1]}")
         rows += [
@@ -443,8 +576,10 @@ def main() -> None:
             *bench_data(args.data),
             *bench_scale(args.data),
         ]
-    if args.flower or args.only_flower:
+    if (args.flower and kdd_sections) or args.only_flower:
         rows += bench_flower(args.data, args.flower_rounds)
+    if (args.flow_rows > 0 and kdd_sections) or args.only_flow:
+        rows += bench_flow_file(args.flow_source, args.flow_rows, args.flow_chunk)
     for row in rows:
         table.add_row(*row)
     console.print(table)

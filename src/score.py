@@ -1,7 +1,9 @@
 """Score connection records with a trained detector: `python src/score.py model=<run dir> input=<file>`.
 
+The file is read with the schema of the data set the model was trained on (model.pt holds it).
+
 Other arguments (key=value): output, threshold, anomaly_ratio, on_bad_line=fail|skip,
-chunk_size, debug; see fdagmm.config.ScoreConfig.
+drop_columns=[...], chunk_size, debug; see fdagmm.config.ScoreConfig.
 """
 
 import sys
@@ -29,8 +31,10 @@ def main(args: list[str]) -> None:
             threshold = detector.threshold_for(cfg.anomaly_ratio)
         else:
             threshold = detector.threshold
-        summary = score_file(detector, Path(cfg.input), output, threshold, cfg.chunk_size, cfg.on_bad_line)
-        print_summary(summary, output, Console())
+        summary = score_file(
+            detector, Path(cfg.input), output, threshold, cfg.chunk_size, cfg.on_bad_line, drop_columns=list(cfg.drop_columns)
+        )
+        print_summary(summary, output, Console(), detector.encoder.schema.anomaly)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ register_configs()
 def main(cfg: DictConfig) -> float | None:
     with one_line_errors(debug=cfg.debug):
         payload = train(cfg)
-        return None if payload is None else payload["final"][cfg.optimized_metric]
+        return None if payload is None else payload["final"].get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Shared fixtures: the real KDDCUP99 10% file and small slices of it.
+"""Shared fixtures: the real data files (KDDCUP99 10%, NSL-KDD, UNSW-NB15) and slices of them.
 
-The file is read from $FDAGMM_KDD_PATH, else from ../shared/data/ beside the project. Tests
-that need it are skipped when it is absent, unless FDAGMM_REQUIRE_DATA=1 (set by CI), where
-its absence is an error.
+The KDDCUP99 file is read from $FDAGMM_KDD_PATH, the others from $FDAGMM_DATA_DIR; both
+default to ../shared/data/ beside the project. Tests that need a file are skipped when it is
+absent, unless FDAGMM_REQUIRE_DATA=1 (set by CI), where its absence is an error.
 
 Hypothesis (the property-based tests, marked ``fuzz``) runs the ``quick`` profile unless
 $HYPOTHESIS_PROFILE names another: ``make fuzz`` runs ``fuzz``, many more examples each.
@@ -17,10 +17,12 @@ from helpers.real_data import every_nth_record
 from hypothesis import HealthCheck, settings
 
 from fdagmm.config import register_configs
-from fdagmm.data.kdd99 import read_kdd_file
+from fdagmm.data.reading import read_table
+from fdagmm.data.schema import load_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_KDD = ROOT.parent / "shared" / "data" / "kddcup.data_10_percent.gz"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_KDD = SHARED_DATA / "kddcup.data_10_percent.gz"
 
 register_configs()
 
@@ -30,15 +32,48 @@ settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
-@pytest.fixture(scope="session")
-def kdd_path() -> Path:
-    path = Path(os.environ.get("FDAGMM_KDD_PATH", DEFAULT_KDD))
+def _required(path: Path, what: str) -> Path:
     if not path.is_file():
-        message = f"KDDCUP99 10% file not found at {path}; set FDAGMM_KDD_PATH"
+        message = f"{what} not found at {path}"
         if os.environ.get("FDAGMM_REQUIRE_DATA") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def kdd_path() -> Path:
+    return _required(Path(os.environ.get("FDAGMM_KDD_PATH", DEFAULT_KDD)), "KDDCUP99 10% file (set FDAGMM_KDD_PATH)")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of the NSL-KDD and UNSW-NB15 files ($FDAGMM_DATA_DIR, else ../shared/data)."""
+    return Path(os.environ.get("FDAGMM_DATA_DIR", SHARED_DATA))
+
+
+def _shared(data_dir: Path, name: str) -> Path:
+    return _required(data_dir / name, f"{name} (set FDAGMM_DATA_DIR)")
+
+
+@pytest.fixture(scope="session")
+def nsl_train_path(data_dir) -> Path:  # NSL-KDD's official 20% training subset
+    return _shared(data_dir, "KDDTrain+_20Percent.txt.gz")
+
+
+@pytest.fixture(scope="session")
+def nsl_test_path(data_dir) -> Path:
+    return _shared(data_dir, "KDDTest+.txt.gz")
+
+
+@pytest.fixture(scope="session")
+def nsl_test21_path(data_dir) -> Path:
+    return _shared(data_dir, "KDDTest-21.txt.gz")
+
+
+@pytest.fixture(scope="session")
+def unsw_path(data_dir) -> Path:  # UNSW-NB15's official testing set
+    return _shared(data_dir, "UNSW_NB15_testing-set.csv.gz")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +84,7 @@ def kdd_lines(kdd_path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def kdd_frame(kdd_path):
-    return read_kdd_file(kdd_path)
+    return read_table(kdd_path, load_schema("kdd99")).frame
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.features import SCALING_RECORDS, SCALINGS
-from fdagmm.data.kdd99 import KDD99
+from fdagmm.data.schema import NON_FINITE_POLICIES
 
 
 # An argument of an instantiated group that the library it is passed to checks itself.
@@ -53,11 +53,18 @@ def instantiated(ranges: dict[str, Range | None]) -> Any:
 
 @dataclass
 class DataConfig:
-    _target_: str = "fdagmm.data.datamodule.KDDClientsDataModule"
-    path: Optional[str] = None  # a KDDCUP99 file (gzip or CSV); None: data_dir, then scikit-learn
-    variant: str = "10_percent"  # 10_percent | full: which file to look for or fetch
-    data_dir: str = "data"  # where the fetcher downloads to and where the file is looked for
-    cache_dir: Optional[str] = None  # parsed files kept here, keyed by content; None: no cache
+    """The data set (``conf/data/<name>.yaml``): the same keys for every data set."""
+
+    name: str = MISSING  # names the data set in logs, model.pt and reports
+    schema: Optional[str] = None  # a built-in schema (kdd99, nsl_kdd, unsw_nb15) or a schema YAML; None: inferred (data=csv)
+    train_path: Any = None  # a file or a list of files, gzip or plain
+    test_path: Any = None  # a labelled test file or list of files; None: test_fraction, else the partition splits
+    test_fraction: Optional[float] = ranged(None, OPEN_FRACTION)  # share of the training file's inliers set aside to test
+    label_column: Optional[str] = MISSING  # unset: the schema's; None: unlabelled (nothing is evaluated)
+    benign_labels: Optional[list[str]] = None  # None: the schema's
+    drop_columns: list[str] = field(default_factory=list)  # read past, on top of the schema's
+    non_finite: Optional[str] = None  # refuse | drop | clip; None: the schema's
+    cache_dir: Optional[str] = None  # parsed files kept here, keyed by content and schema; None: no cache
     batch_size: int = ranged(1024, AT_LEAST_1)
     scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max)
     scaling_records: str = "train"  # train: the training clients' training records | all (see conf/data/kdd99.yaml)
@@ -157,11 +164,12 @@ class ScoreConfig:
     """``src/score.py``'s arguments (``key=value`` on its command line)."""
 
     model: str = MISSING  # a training run dir (holds model.pt) or a model.pt
-    input: str = MISSING  # a KDDCUP99-format file, gzip or CSV, with or without the label
+    input: str = MISSING  # a file of the model's data set, gzip or CSV, with or without the label
     output: Optional[str] = None  # None: outputs/scores/<input name>_<date_time>.csv
     threshold: Optional[float] = ranged(None, FINITE)  # an energy threshold; None: the model's own
     anomaly_ratio: Optional[float] = ranged(None, OPEN_FRACTION)  # else: flag this share of the training reference
     on_bad_line: str = "fail"  # fail | skip: what a malformed line does
+    drop_columns: list[str] = field(default_factory=list)  # a headered file's extra columns to read past
     chunk_size: int = ranged(100_000, AT_LEAST_1)  # records in memory at a time
     debug: bool = False
 
@@ -186,7 +194,10 @@ def score_config(args: list[str]) -> DictConfig:
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first impossible value and how to fix it."""
     check_ranges(cfg, Config)
-    _check(cfg.data.variant in KDD99.variant_files, f"data.variant must be one of {list(KDD99.variant_files)}, got {cfg.data.variant!r}")
+    _check(
+        cfg.data.non_finite is None or cfg.data.non_finite in NON_FINITE_POLICIES,
+        f"data.non_finite must be one of {', '.join(NON_FINITE_POLICIES)} (or null: the schema's), got {cfg.data.non_finite!r}",
+    )
     _check(cfg.data.scaling in SCALINGS, f"data.scaling must be one of {', '.join(SCALINGS)}, got {cfg.data.scaling!r}")
 
     _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")

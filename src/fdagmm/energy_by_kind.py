@@ -1,5 +1,5 @@
-"""Why a model misses (issue #12, part 1's evidence): the energies of the evaluated client's
-test records by kind, from the ``model.pt`` of finished runs.
+"""Why a model misses: the energies of the evaluated client's test records by kind, from the
+``model.pt`` of finished runs.
 
 Three kinds: ``normal`` records (the anomalies of this protocol), the common attacks (each
 type at least ``COMMON_SHARE`` of the file's attack records: smurf and neptune in KDDCUP99)
@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from fdagmm.config import build  # noqa: E402
 from fdagmm.data.datamodule import client_records  # noqa: E402
-from fdagmm.data.kdd99 import KDD99  # noqa: E402
+from fdagmm.data.dataset import ConnectionDataset, build_dataset  # noqa: E402
 from fdagmm.detection.detector import Detector  # noqa: E402
 from fdagmm.report import collect, column_of, job_dirs, markdown_table  # noqa: E402
 
@@ -37,35 +37,37 @@ KINDS = ("normal", "common attacks", "rare attacks")
 AUROC_AGREEMENT = 1e-3
 
 
-def record_kinds(labels: np.ndarray, file_labels: np.ndarray) -> np.ndarray:
+def record_kinds(labels: np.ndarray, file_labels: np.ndarray, benign_labels: list[str]) -> np.ndarray:
     """Each label's kind; an attack type's share is counted over the whole file's attacks."""
-    attacks = file_labels[file_labels != KDD99.normal_label]
+    attacks = file_labels[~np.isin(file_labels, benign_labels)]
     types, counts = np.unique(attacks, return_counts=True)
     common = set(types[counts >= COMMON_SHARE * len(attacks)])
-    return np.where(labels == KDD99.normal_label, KINDS[0], np.where(np.isin(labels, list(common)), KINDS[1], KINDS[2]))
+    return np.where(np.isin(labels, benign_labels), KINDS[0], np.where(np.isin(labels, list(common)), KINDS[1], KINDS[2]))
 
 
 @functools.lru_cache(maxsize=4)
-def _client_records(path, variant, data_dir, cache_dir, partition_yaml: str, seed: int) -> list:
-    """The partition's clients, read and split once for every run of the same scenario and seed."""
-    return client_records(path, variant, data_dir, cache_dir, build(OmegaConf.create(partition_yaml)), seed)
+def _client_records(data_yaml: str, partition_yaml: str, seed: int) -> tuple[ConnectionDataset, list]:
+    """The data set and the partition's clients, read and split once for every run of the
+    same data, scenario and seed."""
+    dataset = build_dataset(OmegaConf.create(data_yaml))
+    return dataset, client_records(dataset, build(OmegaConf.create(partition_yaml)), seed)
 
 
 def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
     """The evaluated client's test records of one run: kind and energy minus the run's threshold."""
     detector = Detector.load(run_dir)
     cfg = OmegaConf.create(detector.config)
-    data = cfg.data
-    partition = OmegaConf.to_yaml(cfg.partition)
-    records = _client_records(data_path or data.path, data.variant, data.data_dir, data.cache_dir, partition, cfg.seed)
+    if data_path is not None:
+        cfg.data.train_path = data_path
+    dataset, records = _client_records(OmegaConf.to_yaml(cfg.data), OmegaConf.to_yaml(cfg.partition), cfg.seed)
     client = records[cfg.method.eval_client]
     energy = detector.energy(client.test)
     final = json.loads((run_dir / "metrics.json").read_text())["final"]["test/auroc"]
     auroc = roc_auc_score(client.test_is_anomaly, energy)
     if abs(auroc - final) > AUROC_AGREEMENT:
         raise ValueError(f"{run_dir}: its model scores AUROC {auroc:.4f} here against {final:.4f} in its run; is it the same data?")
-    labels = client.test[KDD99.label].to_numpy(dtype=str)
-    return pd.DataFrame({"kind": pd.Categorical(record_kinds(labels, client.frame[KDD99.label].to_numpy(dtype=str)), KINDS),
+    kinds = record_kinds(dataset.labels(client.test), dataset.labels(client.train_frame), list(dataset.schema.benign_labels))
+    return pd.DataFrame({"kind": pd.Categorical(kinds, KINDS),
                          "above_threshold": energy - detector.threshold})  # fmt: skip
 
 

@@ -373,5 +373,5 @@ def _settings(cfg) -> dict[str, object]:
         "lambda1, lambda2, K": f"{cfg.model.lambda_energy}, {cfg.model.lambda_cov}, {cfg.model.net.n_components}",
         "anomaly ratio": cfg.eval.anomaly_ratio,
         "threshold reference": cfg.eval.threshold_ref,
-        "data": cfg.data.path or f"{cfg.data.data_dir} ({cfg.data.variant})",
+        "data": f"{cfg.data.name}: {cfg.data.train_path}",
     }

@@ -12,6 +12,7 @@ BATCH_STREAM = 1
 SAMPLING_STREAM = 2
 UPDATE_NOISE_STREAM = 3
 STATS_NOISE_STREAM = 4
+TEST_SPLIT_STREAM = 5  # (seed, TEST_SPLIT_STREAM): which inliers a data set's test_fraction sets aside
 
 
 def derive_seed(*keys: int) -> int:

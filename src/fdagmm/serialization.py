@@ -22,15 +22,17 @@ def save_payload(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_payload(path: Path, kind: str, format_version: int, remedy: str) -> dict[str, Any]:
+def load_payload(path: Path, kind: str, format_version: int | tuple[int, ...], remedy: str) -> dict[str, Any]:
     """Read a payload with ``weights_only=True`` (tensors and plain data, no code), checking its
-    format; any failure is a one-line DataError naming ``kind`` and the ``remedy``."""
+    format (one version, or any of several); any failure is a one-line DataError naming
+    ``kind`` and the ``remedy``."""
+    versions = format_version if isinstance(format_version, tuple) else (format_version,)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is corrupt or not an FDAGMM {kind} ({first_line(e)}): {remedy}") from e
-    if not isinstance(payload, dict) or payload.get("format") != format_version:
-        raise DataError(f"{path} is not an FDAGMM {kind} of format {format_version}: {remedy}")
+    if not isinstance(payload, dict) or payload.get("format") not in versions:
+        raise DataError(f"{path} is not an FDAGMM {kind} of format {' or '.join(map(str, versions))}: {remedy}")
     return payload
 
 

@@ -62,11 +62,13 @@ def log_hparams(logger: TensorBoardLogger, hparams: dict[str, Any], final: dict[
 def log_score_distribution(
     logger: TensorBoardLogger, energy: np.ndarray, is_anomaly: np.ndarray, step: int
 ) -> None:
-    """Histograms of the test energies (all, normal, attack records) and a PR curve."""
+    """Histograms of the test energies (all, anomalies, inliers) and a PR curve."""
+    if len(energy) == 0:  # unlabelled records: no test set
+        return
     writer = logger.experiment
     writer.add_histogram("test/energy", energy, step)
-    writer.add_histogram("test/energy_normal_records", energy[is_anomaly], step)
-    writer.add_histogram("test/energy_attack_records", energy[~is_anomaly], step)
+    writer.add_histogram("test/energy_anomalies", energy[is_anomaly], step)
+    writer.add_histogram("test/energy_inliers", energy[~is_anomaly], step)
     # add_pr_curve wants scores in [0, 1]: the energy's rank is a monotone map there.
     rank = np.argsort(np.argsort(energy)) / max(len(energy) - 1, 1)
     writer.add_pr_curve("test/pr_curve", torch.from_numpy(is_anomaly), torch.from_numpy(rank), step)

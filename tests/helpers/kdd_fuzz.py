@@ -1,5 +1,5 @@
 """Hypothesis strategies for KDDCUP99-shaped files: well-formed records as the schema
-(``fdagmm.data.kdd99.KDD99``) defines them, with the defects real files have put into some
+(``schemas/kdd99.yaml``) defines them, with the defects real files have put into some
 lines, and where they are.
 
 A ``KDDFile`` is the file's bytes and the 1-based numbers of the lines that were damaged: a
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import hypothesis.strategies as st
 
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 
 # Finite numbers from ordinary counts and rates to the ends of float64, negative ones included.
 FINITE_NUMBERS = st.one_of(

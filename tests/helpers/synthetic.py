@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 
 # Label -> share of the records: two common attacks, a few rare ones, normal traffic.
 LABEL_SHARES = {"smurf": 0.4, "neptune": 0.25, "back": 0.04, "satan": 0.04, "ipsweep": 0.03, "teardrop": 0.02, "normal": 0.22}

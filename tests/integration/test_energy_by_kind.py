@@ -19,7 +19,7 @@ def sweep(kdd_slice, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("energy_by_kind") / "sweep"
     result = subprocess.run(
         [sys.executable, "src/train.py", "-m", "scenario=s4", "method=local,fdagmm", "seed=0", "fed.rounds=1",
-         f"data.path={kdd_slice}", "data.cache_dir=null", f"hydra.sweep.dir={root}"],
+         f"data.train_path={kdd_slice}", "data.cache_dir=null", f"hydra.sweep.dir={root}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

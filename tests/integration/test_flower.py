@@ -43,6 +43,8 @@ from fdagmm.federation.flower.records import (  # noqa: E402
     scaling_stats_record,
 )
 from fdagmm.federation.rounds import FederationError  # noqa: E402
+from helpers.kdd import KDD99
+from fdagmm.data.dataset import build_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.flower
@@ -52,7 +54,7 @@ def _cfg(data_path, output_dir, *overrides):
     with initialize(version_base="1.3", config_path="../../conf"):
         return compose(
             config_name="config",
-            overrides=[f"data.path={data_path}", f"paths.output_dir={output_dir}", "scenario=s4", "data.cache_dir=null", *overrides],
+            overrides=[f"data.train_path={data_path}", f"paths.output_dir={output_dir}", "scenario=s4", "data.cache_dir=null", *overrides],
         )
 
 
@@ -79,17 +81,17 @@ def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path, scal
     client's tensors; with federated_minmax, the bounds combined from each file's own
     statistics (as they cross the wire) are the same."""
     cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
-    paths, counts = write_partitions(cfg, tmp_path / "partitions")
+    paths, counts = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, tmp_path / "partitions")
     datamodule = build(cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=[0, 1])
     datamodule.setup()
     assert counts == datamodule.summary()
-    records = [load_partition(path) for path in paths]
-    stats = lambda: [scaling_stats_from_record(scaling_stats_record(ScalingStats.of(r.train))) for r in records]  # noqa: E731
-    sent = scaling_from_record(scaling_record(federation_scaling(scaling, stats)))
+    records = [load_partition(path)[0] for path in paths]
+    stats = lambda: [scaling_stats_from_record(scaling_stats_record(ScalingStats.of(r.train, KDD99.numeric_features))) for r in records]  # noqa: E731
+    sent = scaling_from_record(scaling_record(federation_scaling(scaling, KDD99.schema, stats)))
     for field in ("minimum", "maximum", "log_scaled"):
         np.testing.assert_array_equal(getattr(sent, field), getattr(datamodule.encoder.scaling, field))
     for r, expected in zip(records, datamodule.clients, strict=True):
-        data = encode_client(r, FeatureEncoder(sent))
+        data = encode_client(r, FeatureEncoder(sent, KDD99.schema))
         assert data.client_id == expected.client_id
         assert torch.equal(data.train_x, expected.train_x) and torch.equal(data.test_x, expected.test_x)
         assert (data.test_is_anomaly == expected.test_is_anomaly).all()
@@ -133,7 +135,7 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     backend, bit for bit here (tolerance 1e-9), the same outputs, no process left behind.
     One torch thread in both: the local launcher otherwise shares the cores out among the
     ClientApps, and another thread count rounds reductions differently (~1e-7)."""
-    common = [*setting, "fed.rounds=2", f"data.path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu", "torch_threads=1"]
+    common = [*setting, "fed.rounds=2", f"data.train_path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu", "torch_threads=1"]
     runs = {}
     flower_dir = tmp_path / "flower"
     try:
@@ -181,7 +183,7 @@ def test_a_failing_client_fails_the_run_in_one_line(kdd_slice, tmp_path):
     ServerApp's reason, and every process must be stopped."""
     cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower", "fed.rounds=1", "fed.flower.timeout_s=120")
     flower_dir = tmp_path / "flower"
-    paths, _ = write_partitions(cfg, flower_dir / "partitions")
+    paths, _ = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, flower_dir / "partitions")
     paths[1].write_bytes(b"not a partition file")
     run_config = write_run_config(cfg, flower_dir / "run_config.toml", tmp_path)
     with pytest.raises(FederationError, match=r"finished:failed: SuperNode \d+ could not describe its data: .*corrupt"):
@@ -197,7 +199,7 @@ def test_sigterm_stops_every_process(kdd_slice, tmp_path):
     home = tmp_path / "flower" / "home"
     process = subprocess.Popen(
         [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", "fed.rounds=2",
-         f"data.path={kdd_slice}", "data.cache_dir=null", f"hydra.run.dir={tmp_path}"],
+         f"data.train_path={kdd_slice}", "data.cache_dir=null", f"hydra.run.dir={tmp_path}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -32,6 +32,8 @@ from fdagmm.federation.flower.launcher import LocalFederation, flower_processes 
 from fdagmm.federation.flower.partitions import write_partitions  # noqa: E402
 from fdagmm.federation.flower.records import CONFIG_KEY, OUTPUT_DIR_KEY, config_to_json  # noqa: E402
 from fdagmm.run.experiment import train  # noqa: E402
+from fdagmm.data.dataset import build_dataset
+from fdagmm.config import build
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.flower, pytest.mark.slow]
@@ -109,7 +111,7 @@ def _cfg(*overrides: str):
 def test_one_message_per_round_gives_the_inprocess_results(kdd_tiny, tmp_path, overrides):
     """Statistics and tests riding on later messages: the same metrics.json as in process,
     history and per-client results included."""
-    _assert_backends_agree(tmp_path, f"data.path={kdd_tiny}", *overrides)
+    _assert_backends_agree(tmp_path, f"data.train_path={kdd_tiny}", *overrides)
 
 
 def test_a_client_whose_training_fails_is_left_out_as_in_process(kdd_tiny, tmp_path, monkeypatch):
@@ -122,7 +124,7 @@ def test_a_client_whose_training_fails_is_left_out_as_in_process(kdd_tiny, tmp_p
         return update(self, global_state, round_idx)
 
     monkeypatch.setattr(Client, "update", failing)
-    metrics = _assert_backends_agree(tmp_path, f"data.path={kdd_tiny}", "scenario=s4", "fed.rounds=3")
+    metrics = _assert_backends_agree(tmp_path, f"data.train_path={kdd_tiny}", "scenario=s4", "fed.rounds=3")
     assert metrics["history"][1]["excluded_clients"] == {"1": "RuntimeError: disk full"}
 
 
@@ -131,7 +133,7 @@ def _assert_backends_agree(tmp_path: Path, *overrides: str) -> dict:
     train(_cfg(*overrides, f"paths.output_dir={tmp_path / 'inprocess'}"))
     out = tmp_path / "flower"
     cfg = _cfg(*overrides, "fed.backend=flower", f"paths.output_dir={out}")
-    paths, _ = write_partitions(cfg, out / "flower" / "partitions")
+    paths, _ = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, out / "flower" / "partitions")
     run_config = {CONFIG_KEY: config_to_json(cfg), OUTPUT_DIR_KEY: str(out)}
     contexts = {
         100 + k: Context(run_id=1, node_id=100 + k, node_config={"data-path": str(p), "output-dir": str(out)}, state=RecordDict(), run_config=run_config)
@@ -153,7 +155,7 @@ def _assert_backends_agree(tmp_path: Path, *overrides: str) -> dict:
 def _train(run_dir: Path, data: Path, env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
-            [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", f"data.path={data}",
+            [sys.executable, "src/train.py", "fed.backend=flower", "scenario=s4", f"data.train_path={data}",
              "data.cache_dir=null", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", *overrides],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
         )

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdagmm.data import kdd99 as kdd, loading
+from fdagmm.data import kdd99
 from fdagmm.errors import DataError
-from fdagmm.data.kdd99 import KDD99, read_kdd_file
-from fdagmm.data.loading import load_kdd
+from helpers.kdd import KDD99, kdd_dataset, read_kdd_file
 
 # From ../shared/data/README.md.
 LABEL_COUNTS = {
@@ -45,22 +44,28 @@ def test_plain_csv_and_gzip_give_the_same_frame(kdd_lines, tmp_path):
     assert a.equals(b)
 
 
-def test_default_location_is_used_before_the_fetcher(kdd_lines, tmp_path, monkeypatch):
-    (tmp_path / "kddcup.data_10_percent.gz").write_bytes(gzip.compress("".join(kdd_lines[:50]).encode()))
-    monkeypatch.setattr(loading, "fetch_kdd", lambda *a: pytest.fail("fetcher called"))
-    assert len(load_kdd(None, "10_percent", tmp_path)) == 50
+def test_a_present_file_is_read_without_the_fetcher(kdd_lines, tmp_path, monkeypatch):
+    path = tmp_path / "kddcup.data_10_percent.gz"
+    path.write_bytes(gzip.compress("".join(kdd_lines[:50]).encode()))
+    monkeypatch.setattr(kdd99, "fetch_into", lambda *a: pytest.fail("fetcher called"))
+    assert len(kdd_dataset(path).read([path])) == 50
 
 
-def test_fetcher_gives_the_same_records_as_reading_the_file(kdd_lines, tmp_path, monkeypatch):
-    """scikit-learn's own parsing and cache, with the download replaced by a local copy."""
-    source = tmp_path / "kddcup.data_10_percent.gz"
+def test_fetcher_writes_the_file_where_it_was_expected(kdd_lines, tmp_path, monkeypatch):
+    """scikit-learn's own parsing and cache, with the download replaced by a local copy: the
+    file it writes at the default place reads as the original."""
+    source = tmp_path / "source" / "kddcup.data_10_percent.gz"
+    source.parent.mkdir()
     source.write_bytes(gzip.compress("".join(kdd_lines[::500]).encode()))
 
     def local_download(archive, dirname, **kwargs):
         shutil.copy(source, Path(dirname) / archive.filename)
 
     monkeypatch.setattr("sklearn.datasets._kddcup99._fetch_remote", local_download)
-    fetched = load_kdd(None, "10_percent", tmp_path / "cache")
+    target = tmp_path / "data" / "kddcup.data_10_percent.gz"
+    target.parent.mkdir()
+    fetched = kdd_dataset(target).read([target])
+    assert target.is_file()
     pd.testing.assert_frame_equal(fetched, read_kdd_file(source), check_dtype=False)
 
 
@@ -80,7 +85,7 @@ def _error(path) -> str:
 
 def test_missing_file(tmp_path):
     message = _error(tmp_path / "nope.gz")
-    assert "not found" in message and "data.path" in message
+    assert "not found" in message and "data.train_path" in message
 
 
 def test_truncated_gzip(kdd_path, tmp_path):
@@ -140,7 +145,8 @@ def test_no_file_and_no_network_says_what_to_do(tmp_path, monkeypatch):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.setattr("sklearn.datasets.fetch_kddcup99", offline)
+    missing = tmp_path / "kddcup.data_10_percent.gz"
     with pytest.raises(DataError) as e:
-        load_kdd(None, "10_percent", tmp_path)
+        kdd_dataset(missing).read([missing])
     message = str(e.value)
-    assert "could not download" in message and "data.path=" in message and str(tmp_path) in message
+    assert "could not download" in message and "data.train_path=" in message and str(tmp_path) in message

@@ -7,8 +7,12 @@ import pytest
 from hydra import compose, initialize
 
 from fdagmm.run.experiment import train
-from fdagmm.data.kdd99 import KDD99, read_kdd_file
-from fdagmm.data.loading import load_kdd
+from helpers.kdd import KDD99, SCHEMA, read_kdd_file
+from fdagmm.data.loading import load_table
+
+
+def load_kdd(path, cache, schema=SCHEMA):
+    return load_table(path, schema, cache).frame
 
 
 def _same_records(a, b):
@@ -19,10 +23,10 @@ def _same_records(a, b):
 
 def test_cached_load_gives_the_parsed_records(kdd_slice, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    first = load_kdd(str(kdd_slice), "10_percent", tmp_path, cache)
+    first = load_kdd(kdd_slice, cache)
     assert len(list(cache.iterdir())) == 1
-    monkeypatch.setattr("fdagmm.data.loading.read_kdd_file", lambda p: pytest.fail("parsed again"))
-    second = load_kdd(str(kdd_slice), "10_percent", tmp_path, cache)
+    monkeypatch.setattr("fdagmm.data.loading.read_table", lambda *a: pytest.fail("parsed again"))
+    second = load_kdd(kdd_slice, cache)
     _same_records(second, read_kdd_file(kdd_slice))
     _same_records(first, second)
 
@@ -30,19 +34,29 @@ def test_cached_load_gives_the_parsed_records(kdd_slice, tmp_path, monkeypatch):
 def test_a_changed_file_is_parsed_again(kdd_lines, tmp_path):
     path, cache = tmp_path / "kdd.csv", tmp_path / "cache"
     path.write_text("".join(kdd_lines[:300]))
-    assert len(load_kdd(str(path), "10_percent", tmp_path, cache)) == 300
+    assert len(load_kdd(path, cache)) == 300
     path.write_text("".join(kdd_lines[:400]))  # same name, other bytes
-    assert len(load_kdd(str(path), "10_percent", tmp_path, cache)) == 400
+    assert len(load_kdd(path, cache)) == 400
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_another_schema_is_parsed_again(kdd_lines, tmp_path):
+    """The same bytes read with another schema (here: no label) are another entry."""
+    path, cache = tmp_path / "kdd.csv", tmp_path / "cache"
+    path.write_text("".join(kdd_lines[:300]))
+    assert "label" in load_kdd(path, cache)
+    unlabelled = load_kdd(path, cache, SCHEMA.with_overrides(label_column=None))
+    assert "label" not in unlabelled and len(unlabelled) == 300
     assert len(list(cache.iterdir())) == 2
 
 
 def test_a_damaged_entry_is_rebuilt(kdd_lines, tmp_path):
     path, cache = tmp_path / "kdd.csv.gz", tmp_path / "cache"
     path.write_bytes(gzip.compress("".join(kdd_lines[:300]).encode()))
-    load_kdd(str(path), "10_percent", tmp_path, cache)
+    load_kdd(path, cache)
     (entry,) = cache.iterdir()
     (entry / "codes.npy").write_bytes(b"broken")
-    _same_records(load_kdd(str(path), "10_percent", tmp_path, cache), read_kdd_file(path))
+    _same_records(load_kdd(path, cache), read_kdd_file(path))
 
 
 def test_training_results_do_not_depend_on_the_cache(kdd_slice, tmp_path):
@@ -50,7 +64,7 @@ def test_training_results_do_not_depend_on_the_cache(kdd_slice, tmp_path):
         with initialize(version_base="1.3", config_path="../../conf"):
             cfg = compose(
                 config_name="config",
-                overrides=[f"data.path={kdd_slice}", f"paths.output_dir={tmp_path / name}", "scenario=s4",
+                overrides=[f"data.train_path={kdd_slice}", f"paths.output_dir={tmp_path / name}", "scenario=s4",
                            "fed.rounds=1", "trainer.accelerator=cpu", f"data.cache_dir={cache_dir}"],
             )  # fmt: skip
         return train(cfg)

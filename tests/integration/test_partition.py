@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize
 
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 from fdagmm.config import build
 from fdagmm.data.partition import StudyScenario
 
@@ -17,7 +17,7 @@ def _scenario(name):
 
 
 def _partition(labels, scenario, seed=0):
-    return scenario.split(labels, KDD99.normal_label, seed)
+    return scenario.split(labels, labels == KDD99.normal_label, seed)
 
 
 @pytest.fixture(scope="module")

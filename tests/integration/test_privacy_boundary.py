@@ -15,11 +15,12 @@ from hydra import compose, initialize
 from fdagmm.config import build
 from fdagmm.data.datamodule import client_records
 from fdagmm.data.features import FeatureEncoder, Scaling, ScalingStats
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 from fdagmm.federation.client import Client, ClientUpdate
 from fdagmm.federation.components import build_local_training
 from fdagmm.models.dagmm import GMMStats
 from fdagmm.run.experiment import train
+from fdagmm.data.dataset import build_dataset
 
 METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold"}
 
@@ -28,7 +29,7 @@ def _cfg(data_path, output_dir, *overrides):
     with initialize(version_base="1.3", config_path="../../conf"):
         return compose(
             config_name="config",
-            overrides=[f"data.path={data_path}", "data.cache_dir=null", f"paths.output_dir={output_dir}", "scenario=s4",
+            overrides=[f"data.train_path={data_path}", "data.cache_dir=null", f"paths.output_dir={output_dir}", "scenario=s4",
                        "fed.rounds=1", "trainer.accelerator=cpu", *overrides],
         )  # fmt: skip
 
@@ -37,7 +38,7 @@ def record_extremes(cfg) -> set[float]:
     """Every training client's per-feature minima and maxima: values of its real records. 0 and
     1 are left out: every rate and indicator takes them by definition, so they say nothing."""
     d = cfg.data
-    records = client_records(d.path, d.variant, d.data_dir, d.cache_dir, build(cfg.partition), cfg.seed)
+    records = client_records(build_dataset(cfg.data), build(cfg.partition), cfg.seed)
     extremes = set()
     for r in records:
         values = r.train[KDD99.numeric_features].to_numpy(dtype=np.float64)
@@ -92,7 +93,7 @@ def test_in_process_only_weights_statistics_and_metrics_leave_a_client(kdd_slice
     cfg = _cfg(kdd_slice, tmp_path)  # the default scaling
     sent, calls = sent_in_process(cfg, monkeypatch)
     assert set(calls) == {"Client.update", "Client.gmm_stats", "Client.evaluate"}  # no scaling statistics, no energies
-    net = build_local_training(cfg, FeatureEncoder(Scaling.of_schema(KDD99)).dim).build_module().net
+    net = build_local_training(cfg, FeatureEncoder(Scaling.of_schema(KDD99.schema), KDD99.schema).dim).build_module().net
     shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2  # the code, plus the two reconstruction errors
     assert calls["Client.update"] == 2  # 1 round, both clients train
@@ -135,7 +136,7 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     for key, value in {"_run_id": 1, "_task_id": 1, "_node_id": 0}.items():  # what a SuperLink would set
         monkeypatch.setattr(TaskIdentity, key, value)
     cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
-    paths, _ = write_partitions(cfg, tmp_path / "partitions")
+    paths, _ = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, tmp_path / "partitions")
     context = Context(
         run_id=1, node_id=1, node_config={"data-path": str(paths[0]), "output-dir": str(tmp_path / "client0")},
         state=RecordDict(), run_config={"config": config_to_json(cfg), OUTPUT_DIR_KEY: str(tmp_path)},
@@ -149,8 +150,8 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
 
     described = reply(client_app.describe, {"config": ConfigRecord({"scaling": scaling})}, f"{MessageType.QUERY}.describe")
     stats = [scaling_stats_from_record(described["scaling-stats"])] if "scaling-stats" in described else []
-    scaling_sent = scaling_record(federation_scaling(scaling, lambda: stats))
-    theta = build_local_training(cfg, FeatureEncoder(federation_scaling(scaling, lambda: stats)).dim).build_module().net.state_dict()
+    scaling_sent = scaling_record(federation_scaling(scaling, KDD99.schema, lambda: stats))
+    theta = build_local_training(cfg, FeatureEncoder(federation_scaling(scaling, KDD99.schema, lambda: stats)).dim).build_module().net.state_dict()
 
     def round_config(t, train_, stats_, test_round):
         return ConfigRecord({"server-round": t, "train": train_, "stats": stats_, "test-round": test_round, "final": False,

@@ -26,7 +26,7 @@ def _cfg(data_path, output_dir, *overrides):
     with initialize(version_base="1.3", config_path="../../conf"):
         return compose(
             config_name="config",
-            overrides=[f"data.path={data_path}", f"paths.output_dir={output_dir}", "scenario=s4",
+            overrides=[f"data.train_path={data_path}", f"paths.output_dir={output_dir}", "scenario=s4",
                        "fed.rounds=2", "trainer.accelerator=cpu", *overrides],
         )  # fmt: skip
 
@@ -149,7 +149,7 @@ def _run(*args, **kwargs):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_metrics(kdd_slice, tmp_path):
-    common = [f"data.path={kdd_slice}", "scenario=s4", "fed.rounds=12", "trainer.accelerator=cpu"]
+    common = [f"data.train_path={kdd_slice}", "scenario=s4", "fed.rounds=12", "trainer.accelerator=cpu"]
     reference = _run(*common, f"hydra.run.dir={tmp_path / 'reference'}")
     killed_dir = tmp_path / "killed"
     killed = _run(*common, f"hydra.run.dir={killed_dir}")

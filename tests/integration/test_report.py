@@ -22,7 +22,7 @@ def sweep(kdd_slice, tmp_path_factory) -> Path:
     """The reproduce experiment shrunk to 1 round, 1 scenario, 2 seeds (8 jobs)."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
     result = subprocess.run(
-        [sys.executable, "src/train.py", "experiment=reproduce", f"data.path={kdd_slice}",
+        [sys.executable, "src/train.py", "experiment=reproduce", f"data.train_path={kdd_slice}",
          "fed.rounds=1", "scenario=s4", "seed=0,1", f"hydra.sweep.dir={sweep_dir}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip

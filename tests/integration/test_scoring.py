@@ -15,7 +15,7 @@ from fdagmm.config import build
 from fdagmm.detection.detector import MODEL_FILE, Detector
 from fdagmm.errors import DataError
 from fdagmm.run.experiment import train
-from fdagmm.data.kdd99 import KDD99, read_kdd_file
+from helpers.kdd import KDD99, read_kdd_file
 from fdagmm.detection.scoring import score_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def trained(kdd_slice, kdd_lines, tmp_path_factory):
     with initialize(version_base="1.3", config_path="../../conf"):
         cfg = compose(
             config_name="config",
-            overrides=[f"data.path={kdd_slice}", f"paths.output_dir={run_dir}", "scenario=s4", "fed.rounds=2", "trainer.accelerator=cpu"],
+            overrides=[f"data.train_path={kdd_slice}", f"paths.output_dir={run_dir}", "scenario=s4", "fed.rounds=2", "trainer.accelerator=cpu"],
         )  # fmt: skip
     calls = []
     original = client_module.energies
@@ -47,7 +47,7 @@ def trained(kdd_slice, kdd_lines, tmp_path_factory):
     n_test = payload["partition"]["client0"]["n_test"]
     test_energy = [e for x, e in calls if len(x) == n_test][-1]  # the final model's
     labels = read_kdd_file(kdd_slice)[KDD99.label].to_numpy(dtype=str)
-    split = build(cfg.partition).split(labels, KDD99.normal_label, cfg.seed)[0]
+    split = build(cfg.partition).split(labels, labels == KDD99.normal_label, cfg.seed)[0]
     lines = [kdd_lines[::16][i] for i in split.test_idx]
     return run_dir, test_energy, lines, payload
 

@@ -114,7 +114,7 @@ def test_the_study_gives_the_numbers_recorded_before_the_redesign(kdd_slice, tmp
     with initialize(version_base="1.3", config_path="../../conf"):
         cfg = compose(
             config_name="config",
-            overrides=[f"data.path={kdd_slice}", "data.cache_dir=null", f"paths.output_dir={tmp_path}", "scenario=s4",
+            overrides=[f"data.train_path={kdd_slice}", "data.cache_dir=null", f"paths.output_dir={tmp_path}", "scenario=s4",
                        "fed.rounds=2", "trainer.accelerator=cpu", f"method={method}", "data.scaling=federated_minmax"],
         )  # fmt: skip
     payload = train(cfg)

@@ -19,7 +19,7 @@ def test_sweep_tags_job_lines_summarises_failures_and_exits_1(kdd_slice, tmp_pat
     result = subprocess.run(
         [
             sys.executable, "src/train.py", "-m",
-            f"data.path={kdd_slice},{missing}", "method=local,fdagmm", "scenario=s4", "fed.rounds=6",
+            f"data.train_path={kdd_slice},{missing}", "method=local,fdagmm", "scenario=s4", "fed.rounds=6",
             "torch_threads=1", f"data.cache_dir={tmp_path / 'cache'}",
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
         ],
@@ -35,7 +35,7 @@ def test_sweep_tags_job_lines_summarises_failures_and_exits_1(kdd_slice, tmp_pat
     assert len(re.findall(r"round \d/6 ", out)) == 4
     # ... while train.log keeps every round.
     assert "round 3/6" in (sweep_dir / "1_fdagmm_s4_seed0" / "train.log").read_text()
-    assert "[#2 local s4 seed0] " in out and "job failed: KDDCUP99 file not found" in out
+    assert "[#2 local s4 seed0] " in out and "job failed: kdd99 file not found" in out
 
     assert "4/4 jobs, 2 failed" in out  # the progress line after the last job
     lines = [line.rstrip() for line in out.splitlines()]
@@ -45,7 +45,7 @@ def test_sweep_tags_job_lines_summarises_failures_and_exits_1(kdd_slice, tmp_pat
     assert rows[1] == ["failed", "2 jobs"]
     # Both failed jobs share their reason: one row names them (in the order they ended).
     assert {rows[2][0], rows[3][0]} == {"#2 local s4 seed0", "#3 fdagmm s4 seed0"}
-    assert rows[2][1].startswith(f"KDDCUP99 file not found: {missing}") and rows[3][1] == ""
+    assert rows[2][1].startswith(f"kdd99 file not found: {missing}") and rows[3][1] == ""
     assert rows[4][0] == "wall time"
 
     statuses = {d.name: json.loads((d / "job_status.json").read_text()) for d in sweep_dir.glob("*_seed0")}

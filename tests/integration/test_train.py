@@ -22,7 +22,7 @@ def _cfg(data_path, output_dir, *overrides):
         return compose(
             config_name="config",
             overrides=[
-                f"data.path={data_path}",
+                f"data.train_path={data_path}",
                 f"paths.output_dir={output_dir}",
                 "scenario=s4",
                 "fed.rounds=2",
@@ -63,7 +63,7 @@ def test_federated_run_writes_metrics_and_tensorboard(kdd_slice, tmp_path):
     assert "_hparams_/session_start_info" in server.PluginTagToContent("hparams")
     # The evaluated client logs the distribution of its own test energies.
     evaluated = _events(tmp_path, "client0")
-    assert {"test/energy", "test/energy_normal_records", "test/energy_attack_records"} <= set(evaluated.Tags()["histograms"])
+    assert {"test/energy", "test/energy_anomalies", "test/energy_inliers"} <= set(evaluated.Tags()["histograms"])
     assert "test/pr_curve" in evaluated.PluginTagToContent("pr_curves")
 
 
@@ -115,7 +115,7 @@ def _cli(*args, cwd=ROOT):
 @pytest.mark.slow
 def test_cli_runs_with_overrides(kdd_slice, tmp_path):
     result = _cli(
-        "scenario=s4", "fed.rounds=1", "method=local", f"data.path={kdd_slice}", f"hydra.run.dir={tmp_path}"
+        "scenario=s4", "fed.rounds=1", "method=local", f"data.train_path={kdd_slice}", f"hydra.run.dir={tmp_path}"
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads((tmp_path / "metrics.json").read_text())
@@ -129,14 +129,14 @@ def test_cli_runs_with_overrides(kdd_slice, tmp_path):
     "override, expected",
     [
         ("fed.rounds=0", "fed.rounds must be >= 1"),
-        ("data.path=/nonexistent/kdd.gz", "KDDCUP99 file not found: /nonexistent/kdd.gz"),
+        ("data.train_path=/nonexistent/kdd.gz", "kdd99 file not found: /nonexistent/kdd.gz"),
         ("eval.anomaly_ratio=1.5", "eval.anomaly_ratio must be in (0, 1)"),
         ("method=federated", "unknown method 'federated': choose one of fdagmm, iforest_local, iforest_pooled, local, pca_local, pca_pooled, pooled, remote"),
         ("fed.backend=grpc", "fed.backend must be inprocess or flower, got 'grpc'"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(kdd_slice, tmp_path, override, expected):
-    result = _cli(f"data.path={kdd_slice}", override, f"hydra.run.dir={tmp_path}")
+    result = _cli(f"data.train_path={kdd_slice}", override, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def sweeps(kdd_slice, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("who_gains")
-    common = ["experiment=who_gains", f"data.path={kdd_slice}", "partition.num_clients=3", "partition.alpha=0.5,5",
+    common = ["experiment=who_gains", f"data.train_path={kdd_slice}", "partition.num_clients=3", "partition.alpha=0.5,5",
               "seed=0", "fed.rounds=1", "data.cache_dir=null"]  # fmt: skip
     for name, method in (("fedavg", ["method=fdagmm"]), ("alone", ["method=local", "method.home_client=0,1,2"])):
         result = subprocess.run(

@@ -15,7 +15,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_run_dir_that_cannot_be_created_is_a_one_line_error():
-    result = _run("train.py", f"hydra.run.dir={UNCREATABLE}", "data.path=/nonexistent.gz")
+    result = _run("train.py", f"hydra.run.dir={UNCREATABLE}", "data.train_path=/nonexistent.gz")
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: hydra.run.dir: cannot create or write the directory {UNCREATABLE} (")
     assert result.stderr.count("\n") == 1

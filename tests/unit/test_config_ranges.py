@@ -21,7 +21,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 # Groups whose options are classes of their own: their arguments' ranges are on the constructors.
 CLASS_GROUPS = ("partition", "strategy")
 # Set by the test so that composing resolves without a Hydra run, and reading data would fail.
-BASE = ["paths.output_dir=/tmp/unused", "data.path=/nonexistent/kdd.gz"]
+BASE = ["paths.output_dir=/tmp/unused", "data.train_path=/nonexistent/kdd.gz"]
 
 
 @functools.cache  # composing takes 0.2 s; each option is composed once for every test here

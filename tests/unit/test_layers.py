@@ -47,3 +47,21 @@ def test_no_module_imports_from_a_layer_above():
             if _layer(imported) > _layer(module):
                 violations.append(f"{module} -> {imported}")
     assert violations == []
+
+
+# The one module that knows KDDCUP99 (its files and fetcher); everything else takes the data set
+# (and its schema, schemas/kdd99.yaml) from the config.
+KDD99_MODULE = PACKAGE / "data" / "kdd99.py"
+
+
+def test_nothing_but_the_kdd99_module_names_kddcup99():
+    naming = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == KDD99_MODULE:
+            continue
+        tree = ast.parse(path.read_text())
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)] + [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        if "kdd99" in strings or any(name in ("KDD99", "PUBLISHED_FILES") for name in names):
+            naming.append(str(path.relative_to(PACKAGE)))
+    assert naming == []

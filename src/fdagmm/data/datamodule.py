@@ -1,11 +1,10 @@
-"""The LightningDataModule that turns KDDCUP99 and a scenario into encoded client partitions."""
+"""The LightningDataModule that turns a data set and a partition into encoded client partitions."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from fdagmm.data.dataset import ConnectionDataset
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
-from fdagmm.data.kdd99 import KDD99
-from fdagmm.data.loading import load_kdd
 from fdagmm.data.partition import Partitioner
 from fdagmm.seeding import derive_seed
 
@@ -25,12 +23,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ClientData:
-    """One client's encoded records: attacks to train on; attacks and normals to test on."""
+    """One client's encoded records: inliers to train on; inliers and anomalies to test on."""
 
     client_id: int
     train_x: Tensor  # (n_train, D) float32
-    test_x: Tensor  # (n_test, D) float32
-    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records (DAGMM's convention)
+    test_x: Tensor  # (n_test, D) float32; no rows when the data set has no labels
+    test_is_anomaly: np.ndarray  # (n_test,) bool: of the data set's anomaly class
 
     @property
     def n_train(self) -> int:
@@ -44,37 +42,43 @@ class ClientData:
 
 @dataclass
 class ClientRecords:
-    """One client's raw records, as its organisation holds them: rows ``train_idx`` (attacks
-    to train on) and ``test_idx`` (attacks and normals to test on) of ``frame``."""
+    """One client's raw records, as its organisation holds them: rows ``train_idx`` of
+    ``train_frame`` (inliers to train on) and rows ``test_idx`` of ``test_frame`` (inliers and
+    anomalies to test on)."""
 
     client_id: int
-    frame: pd.DataFrame  # may be the whole data set, shared by every client's records
+    train_frame: pd.DataFrame  # may be the whole data set, shared by every client's records
     train_idx: np.ndarray
+    test_frame: pd.DataFrame  # the same frame, or the data set's test set
     test_idx: np.ndarray
-    test_is_anomaly: np.ndarray  # (n_test,) bool: True for `normal` records
+    test_is_anomaly: np.ndarray  # (n_test,) bool
 
     # Copies made on demand, one client at a time: on the full data set, every client's
     # frames at once would double the peak memory of loading.
     @property
     def train(self) -> pd.DataFrame:
-        return self.frame.iloc[self.train_idx]
+        return self.train_frame.iloc[self.train_idx]
 
     @property
     def test(self) -> pd.DataFrame:
-        return self.frame.iloc[self.test_idx]
+        return self.test_frame.iloc[self.test_idx]
 
 
-def client_records(
-    path: str | None, variant: str, data_dir: str | Path, cache_dir: str | None, partitioner: Partitioner, seed: int
-) -> list[ClientRecords]:
-    """Load KDDCUP99 and split it into the partitioner's clients (every client non-empty)."""
-    frame = load_kdd(path, variant, data_dir, cache_dir)
-    labels = frame[KDD99.label].to_numpy(dtype=str)
-    splits = partitioner.split(labels, KDD99.normal_label, seed)
-    return [
-        ClientRecords(s.client_id, frame, s.train_idx, s.test_idx, labels[s.test_idx] == KDD99.normal_label)
-        for s in splits
-    ]
+def client_records(dataset: ConnectionDataset, partitioner: Partitioner, seed: int) -> list[ClientRecords]:
+    """Read the data set and split it into the partitioner's clients (every client non-empty).
+    With a test set of the data set's own, every client is tested on all of it."""
+    pools = dataset.pools(seed)
+    shared_test = pools.test is not None or not dataset.schema.labelled
+    splits = partitioner.split(dataset.labels(pools.train), dataset.is_anomaly(pools.train), seed, all_train=shared_test)
+    if pools.test is None:
+        test_frame, test_is_anomaly = pools.train, dataset.is_anomaly(pools.train)
+        return [
+            ClientRecords(s.client_id, pools.train, s.train_idx, test_frame, s.test_idx, test_is_anomaly[s.test_idx])
+            for s in splits
+        ]
+    every_test_row = np.arange(len(pools.test))
+    test_is_anomaly = dataset.is_anomaly(pools.test)
+    return [ClientRecords(s.client_id, pools.train, s.train_idx, pools.test, every_test_row, test_is_anomaly) for s in splits]
 
 
 def record_counts(n_train: int, test_is_anomaly: np.ndarray) -> dict[str, int]:
@@ -116,8 +120,8 @@ def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
     return DataLoader(TensorDataset(x), sampler=batches, batch_size=None)
 
 
-class KDDClientsDataModule(pl.LightningDataModule):
-    """Loads KDDCUP99, partitions it into clients (``partitioner``) and encodes each client.
+class ClientsDataModule(pl.LightningDataModule):
+    """Reads a data set, partitions it into clients (``partitioner``) and encodes each client.
 
     The numeric features are scaled by ``scaling`` (``features.federation_scaling``): fixed
     bounds from the schema, or (``federated_minmax``) the bounds of the training records of
@@ -129,22 +133,16 @@ class KDDClientsDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        path: str | None,
-        variant: str,
-        data_dir: str,
+        dataset: ConnectionDataset,
         batch_size: int,
         partitioner: Partitioner,
         seed: int,
         train_clients: list[int],
-        cache_dir: str | None = None,
         scaling: str = "schema_log",
         scaling_records: str = "train",
     ):
         super().__init__()
-        self.path = path
-        self.cache_dir = cache_dir
-        self.variant = variant
-        self.data_dir = Path(data_dir)
+        self.dataset = dataset
         self.batch_size = batch_size
         self.partitioner = partitioner
         self.seed = seed
@@ -161,16 +159,16 @@ class KDDClientsDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.clients:  # Lightning calls setup on every fit; the data is prepared once
             return
-        records = client_records(self.path, self.variant, self.data_dir, self.cache_dir, self.partitioner, self.seed)
+        records = client_records(self.dataset, self.partitioner, self.seed)
+        schema = self.dataset.schema
         # federated_minmax: each training client reports the min/max of its own training records
         # only (or, for scaling_records=all, of all its records).
         def client_stats() -> list[ScalingStats]:
-            if self.scaling_records == "all":
-                return [ScalingStats.of(part) for r in records for part in (r.train, r.test)]
-            return [ScalingStats.of(records[k].train) for k in self.train_clients]
+            parts = [part for r in records for part in (r.train, r.test)] if self.scaling_records == "all" else [records[k].train for k in self.train_clients]
+            return [ScalingStats.of(part, schema.numeric_features) for part in parts if len(part)]
 
-        scaling = federation_scaling(self.scaling, client_stats)
-        self.encoder = FeatureEncoder(scaling)
+        scaling = federation_scaling(self.scaling, schema, client_stats)
+        self.encoder = FeatureEncoder(scaling, schema)
         self.clients = [encode_client(r, self.encoder) for r in records]
 
     def pooled_train_x(self) -> Tensor:

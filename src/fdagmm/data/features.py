@@ -1,10 +1,12 @@
-"""Encode KDDCUP99 records as model inputs: one-hot categories and scaled numbers.
+"""Encode connection records as model inputs: scaled numbers, then one block per category.
 
-The category vocabulary is fixed by the schema (``KDD99.categories``). How the numbers are
-scaled is ``data.scaling`` (``federation_scaling``), the same in both backends:
+The category vocabularies are fixed by the data set's schema: a declared value is one-hot, a
+value outside the vocabulary is hashed into the column's buckets (or, with none, encodes as
+all-zeros). How the numbers are scaled is ``data.scaling`` (``federation_scaling``), the
+same in both backends:
 
-- ``schema_log`` (the default): bounds fixed by the data set's schema (``KDD99.unit_interval``
-  and ``KDD99.log_scales``), counts on a log scale. Nothing about any client's records is
+- ``schema_log`` (the default): bounds fixed by the data set's schema (``unit``, ``log`` or
+  ``bound`` per column), counts on a log scale. Nothing about any client's records is
   needed, so nothing crosses a client's boundary for it.
 - ``federated_minmax`` (the study's): each training client reports ``ScalingStats`` of its
   own training records (per-feature min, max and a count) and the server combines them into
@@ -14,13 +16,13 @@ scaled is ``data.scaling`` (``federation_scaling``), the same in both backends:
 from __future__ import annotations
 
 from collections.abc import Callable
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from fdagmm.data.kdd99 import KDD99
-from fdagmm.data.schema import DatasetSchema
+from fdagmm.data.schema import Categorical, TableSchema
 
 # A scaled value (scaling range = [0, 1]) beyond this bound, 1e12 spans outside the
 # range, is out of range: the encoder clips it there, so that the network sees a finite input
@@ -45,10 +47,10 @@ class ScalingStats:
     n_records: int
 
     @classmethod
-    def of(cls, frame: pd.DataFrame) -> ScalingStats:
+    def of(cls, frame: pd.DataFrame, numeric_features: list[str]) -> ScalingStats:
         if len(frame) == 0:
             raise ValueError("scaling statistics of an empty set of records")
-        values = frame[KDD99.numeric_features].to_numpy(dtype=np.float64)
+        values = frame[numeric_features].to_numpy(dtype=np.float64)
         return cls(values.min(axis=0), values.max(axis=0), len(frame))
 
     @classmethod
@@ -76,16 +78,16 @@ class Scaling:
         return cls(stats.minimum, stats.maximum, np.zeros(len(stats.minimum), dtype=bool))
 
     @classmethod
-    def of_schema(cls, schema: DatasetSchema) -> Scaling:
+    def of_schema(cls, schema: TableSchema) -> Scaling:
         """``schema_log``: [0, 1] for the features in [0, 1] by definition, [0, log1p(scale)]
-        after log1p for the counts; no record is looked at."""
-        names = schema.numeric_features
-        unknown = set(names) - set(schema.unit_interval) - set(schema.log_scales)
-        if unknown:
-            raise ValueError(f"{schema.name}'s schema gives no fixed scaling for {sorted(unknown)}")
-        log_scaled = np.array([n in schema.log_scales for n in names])
-        maximum = np.array([np.log1p(schema.log_scales[n]) if n in schema.log_scales else 1.0 for n in names])
-        return cls(np.zeros(len(names)), maximum, log_scaled)
+        after log1p for the counts, [low, high] for a declared bound; no record is looked at."""
+        specs = [schema.numeric[n] for n in schema.numeric_features]
+        log_scaled = np.array([s.kind == "log" for s in specs], dtype=bool)
+        minimum = np.array([s.low if s.kind == "bound" else 0.0 for s in specs], dtype=np.float64)
+        maximum = np.array(
+            [np.log1p(s.scale) if s.kind == "log" else s.high if s.kind == "bound" else 1.0 for s in specs], dtype=np.float64
+        )
+        return cls(minimum, maximum, log_scaled)
 
 
 # data.scaling: the federation's scaling of the numeric features.
@@ -99,26 +101,30 @@ def needs_client_stats(scaling: str) -> bool:
     return scaling == FEDERATED_MINMAX
 
 
-def federation_scaling(scaling: str, client_stats: Callable[[], list[ScalingStats]]) -> Scaling:
+def federation_scaling(scaling: str, schema: TableSchema, client_stats: Callable[[], list[ScalingStats]]) -> Scaling:
     """The federation's ``Scaling`` by its name; ``client_stats`` (the training clients'
     statistics) is called only by a scaling that needs them."""
     if scaling == FEDERATED_MINMAX:
         return Scaling.of_stats(ScalingStats.combine(client_stats()))
     if scaling == SCHEMA_LOG:
-        return Scaling.of_schema(KDD99)
+        return Scaling.of_schema(schema)
     raise ValueError(f"unknown scaling {scaling!r}: one of {', '.join(SCALINGS)}")
 
 
 class FeatureEncoder:
-    """Records -> float32 matrix: scaled numeric features, then one-hot categories.
+    """Records -> float32 matrix: scaled numeric features, then a block per categorical column.
 
-    A category value outside the vocabulary encodes as all-zeros in its column's block; a
-    numeric value out of range (``out_of_range``) as the bound it is beyond.
+    A categorical column's block is its vocabulary (one-hot), then its hash buckets: a value
+    outside the vocabulary sets the bucket its hash falls in, or, with no buckets, leaves the
+    block all-zeros. A numeric value out of range (``out_of_range``) encodes as the bound it is
+    beyond.
     """
 
-    def __init__(self, scaling: Scaling, categories: dict[str, list[str]] = KDD99.categories):
+    def __init__(self, scaling: Scaling, schema: TableSchema):
         self.scaling = scaling
-        self.categories = categories
+        self.schema = schema
+        self.numeric_features = schema.numeric_features
+        self.categories: dict[str, Categorical] = {c: schema.categorical[c] for c in schema.categorical_features}
         # Halves: (x/2 - min/2) / (max/2 - min/2) gives the floats of (x - min) / (max - min)
         # (subnormal numbers aside), and stays finite for training values as far apart as
         # -1e308 and 1e308.
@@ -127,7 +133,8 @@ class FeatureEncoder:
         # A feature constant over the training records (num_outbound_cmds in the 10% file), or
         # spanning less than a float64 can halve, maps to x - min rather than dividing by ~0.
         self._half_span = np.where(half_span > 0, half_span, 0.5)
-        self._offsets = np.cumsum([len(KDD99.numeric_features)] + [len(v) for v in categories.values()])
+        widths = [len(cat.values) + cat.hash_buckets for cat in self.categories.values()]
+        self._offsets = np.cumsum([len(self.numeric_features), *widths])
 
     @property
     def dim(self) -> int:
@@ -135,29 +142,32 @@ class FeatureEncoder:
 
     @property
     def feature_names(self) -> list[str]:
-        return [*KDD99.numeric_features] + [f"{c}={v}" for c, vocab in self.categories.items() for v in vocab]
+        blocks = [
+            [f"{c}={v}" for v in cat.values] + [f"{c}#{b}" for b in range(cat.hash_buckets)] for c, cat in self.categories.items()
+        ]
+        return [*self.numeric_features, *(name for block in blocks for name in block)]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         out = np.zeros((len(frame), self.dim), dtype=np.float32)
-        out[:, : len(KDD99.numeric_features)] = np.clip(self._scaled(frame), -OUT_OF_RANGE, OUT_OF_RANGE)
+        out[:, : len(self.numeric_features)] = np.clip(self._scaled(frame), -OUT_OF_RANGE, OUT_OF_RANGE)
         rows = np.arange(len(frame))
-        for offset, (column, vocabulary) in zip(self._offsets[:-1], self.categories.items()):
-            codes = pd.Index(vocabulary).get_indexer(frame[column])
-            known = codes >= 0  # a value outside the vocabulary stays all-zeros
+        for offset, (column, cat) in zip(self._offsets[:-1], self.categories.items()):
+            codes = category_codes(frame[column], cat)
+            known = codes >= 0  # no bucket for a value outside the vocabulary: all-zeros
             out[rows[known], offset + codes[known]] = 1.0
         return out
 
     def out_of_range(self, frame: pd.DataFrame) -> np.ndarray:
         """(records, numeric features) bool: the values further than ``OUT_OF_RANGE`` spans
-        outside the scaling range (federated_minmax: the training range). With schema_log only
-        a feature in [0, 1] by definition can be: log1p keeps any float64 count below 710."""
+        outside the scaling range (federated_minmax: the training range). A log-scaled feature
+        never is: log1p keeps any float64 count below 710."""
         return np.abs(self._scaled(frame)) > OUT_OF_RANGE
 
     def _scaled(self, frame: pd.DataFrame) -> np.ndarray:
         """Numeric features scaled to the scaling range, in float64 (may overflow to +-inf)."""
         log_scaled = self.scaling.log_scaled
         # A copy when it is changed in place: to_numpy may return a view of the frame's block.
-        numeric = frame[KDD99.numeric_features].to_numpy(dtype=np.float64, copy=bool(log_scaled.any()))
+        numeric = frame[self.numeric_features].to_numpy(dtype=np.float64, copy=bool(log_scaled.any()))
         if log_scaled.any():
             logs = numeric[:, log_scaled]
             numeric[:, log_scaled] = np.sign(logs) * np.log1p(np.abs(logs))
@@ -165,5 +175,20 @@ class FeatureEncoder:
             return (numeric / 2 - self._half_minimum) / self._half_span
 
     def unknown_counts(self, frame: pd.DataFrame) -> dict[str, int]:
-        """Per categorical column, how many records hold a value outside the vocabulary."""
-        return {c: int((~frame[c].isin(vocab)).sum()) for c, vocab in self.categories.items()}
+        """Per categorical column without hash buckets, how many records hold a value outside
+        its vocabulary (they encode as all-zeros; a hashed column encodes every value)."""
+        return {c: int((~frame[c].isin(cat.values)).sum()) for c, cat in self.categories.items() if not cat.hash_buckets}
+
+
+def category_codes(values: pd.Series, cat: Categorical) -> np.ndarray:
+    """Each value's position in its column's block: its index in the vocabulary, else
+    len(vocabulary) + its hash bucket, else -1 (no buckets)."""
+    codes = pd.Index(cat.values).get_indexer(values) if cat.values else np.full(len(values), -1)
+    unknown = codes < 0
+    if cat.hash_buckets and unknown.any():
+        # Hash each distinct value once; crc32 is the same in every process and on every site.
+        found, uniques = pd.factorize(values[unknown].astype(str))
+        buckets = np.array([zlib.crc32(v.encode("utf-8", "surrogateescape")) % cat.hash_buckets for v in uniques], dtype=np.int64)
+        codes = codes.copy()
+        codes[unknown] = len(cat.values) + buckets[found]
+    return codes

@@ -1,8 +1,9 @@
-"""Where the data set comes from: a file, data_dir's copy or scikit-learn, and a parse cache.
+"""A data set's files read once: the parse cache.
 
-Parsing the 10% file takes seconds, and every job of a sweep would parse it again; with a
-cache dir, a parsed and validated file is kept as arrays keyed by the SHA-256 of its bytes,
-and a later run loads those. A changed file is parsed afresh, whatever its name or date.
+Parsing a large file takes seconds to minutes, and every job of a sweep would parse it again;
+with a cache dir, a parsed and validated file is kept as arrays keyed by the SHA-256 of its
+bytes and the schema it was read with, and a later run loads those. A changed file or a
+changed schema is parsed afresh, whatever the file's name or date.
 """
 
 from __future__ import annotations
@@ -13,33 +14,34 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fdagmm.data.kdd99 import KDD99, fetch_kdd, read_kdd_file
+from fdagmm.data.reading import Table, read_table
+from fdagmm.data.schema import TableSchema
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-# Every column stored as codes into a fixed vocabulary: the schema's categories, the labels.
-VOCABULARIES = {**KDD99.categories, KDD99.label: sorted(KDD99.known_labels)}
+FORMAT_VERSION = 2
 
 
-def load_kdd(
-    path: str | None, variant: str, data_dir: str | Path, cache_dir: str | Path | None = None
-) -> pd.DataFrame:
-    """The data set named by the config: ``path`` if given, else ``data_dir``'s copy, else
-    scikit-learn's fetcher (which keeps its own cache)."""
-    local = Path(data_dir) / KDD99.variant_files[variant]
-    if path is None and not local.exists():
-        return fetch_kdd(variant, data_dir)
-    path = Path(path) if path is not None else local
-    if cache_dir is None or not path.is_file():
-        return read_kdd_file(path)
-    return cached_read(path, Path(cache_dir), read_kdd_file)
+def load_table(path: Path, schema: TableSchema, cache_dir: Path | None) -> Table:
+    """``read_table(path, schema)``, or the arrays a previous call stored for the same file
+    bytes and schema."""
+    if cache_dir is None or not path.is_file():  # no file: the reader says so in one line
+        return read_table(path, schema)
+    entry = cache_dir / f"{schema.name}-{schema.digest[:8]}-{file_digest(path)[:24]}"
+    if entry.is_dir():
+        try:
+            return _load(entry)
+        except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, not trusted
+            log.warning("rebuilding the damaged data cache %s (%s)", entry, e)
+            shutil.rmtree(entry, ignore_errors=True)
+    table = read_table(path, schema)
+    _store(table, schema, entry)
+    return table
 
 
 def file_digest(path: Path) -> str:
@@ -50,42 +52,40 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cached_read(path: Path, cache_dir: Path, read: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
-    """``read(path)``, or the arrays a previous call stored for a file with the same bytes."""
-    entry = cache_dir / f"kddcup99-{file_digest(path)[:24]}"
-    if entry.is_dir():
-        try:
-            return _load(entry)
-        except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, not trusted
-            log.warning("rebuilding the damaged data cache %s (%s)", entry, e)
-            shutil.rmtree(entry, ignore_errors=True)
-    frame = read(path)
-    _store(frame, entry)
-    return frame
-
-
-def _store(frame: pd.DataFrame, entry: Path) -> None:
+def _store(table: Table, schema: TableSchema, entry: Path) -> None:
+    frame = table.frame
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
-    np.save(tmp / "numeric.npy", frame[KDD99.numeric_features].to_numpy(dtype=np.float64))
-    codes = np.stack([pd.Index(v).get_indexer(frame[c]) for c, v in VOCABULARIES.items()], axis=1)
-    np.save(tmp / "codes.npy", codes.astype(np.int16))
-    (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "n_records": len(frame)}))
+    numeric = schema.numeric_features
+    text = [c for c in frame.columns if c not in numeric]
+    np.save(tmp / "numeric.npy", frame[numeric].to_numpy(dtype=np.float64))
+    vocabularies = {}
+    codes = np.zeros((len(frame), len(text)), dtype=np.int32)
+    for j, c in enumerate(text):
+        codes[:, j], uniques = pd.factorize(frame[c], sort=True)
+        vocabularies[c] = [str(v) for v in uniques]
+    np.save(tmp / "codes.npy", codes)
+    meta = {
+        "format": FORMAT_VERSION, "n_records": len(frame), "columns": list(frame.columns), "numeric": numeric,
+        "vocabularies": vocabularies, "n_dropped": table.n_dropped, "n_clipped": table.n_clipped,
+    }  # fmt: skip
+    (tmp / "meta.json").write_text(json.dumps(meta))
     try:
         os.replace(tmp, entry)  # atomic: a reader sees a whole entry or none
     except OSError:  # another process stored the same entry first
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _load(entry: Path) -> pd.DataFrame:
+def _load(entry: Path) -> Table:
     meta = json.loads((entry / "meta.json").read_text())
     if meta["format"] != FORMAT_VERSION:
         raise ValueError(f"cache format {meta['format']}, expected {FORMAT_VERSION}")
     numeric = np.load(entry / "numeric.npy")
     codes = np.load(entry / "codes.npy")
-    if numeric.shape != (meta["n_records"], len(KDD99.numeric_features)) or codes.shape != (meta["n_records"], len(VOCABULARIES)):
+    vocabularies = meta["vocabularies"]
+    if numeric.shape != (meta["n_records"], len(meta["numeric"])) or codes.shape != (meta["n_records"], len(vocabularies)):
         raise ValueError("arrays of the wrong shape")
-    frame = pd.DataFrame(numeric, columns=KDD99.numeric_features, copy=False)  # one block: no per-column copies
-    for j, (column, vocabulary) in enumerate(VOCABULARIES.items()):
+    frame = pd.DataFrame(numeric, columns=meta["numeric"], copy=False)  # one block: no per-column copies
+    for j, (column, vocabulary) in enumerate(vocabularies.items()):
         frame[column] = pd.Categorical.from_codes(codes[:, j], categories=vocabulary)
-    return frame[[*KDD99.features, KDD99.label]]
+    return Table(frame[meta["columns"]], meta["n_dropped"], meta["n_clipped"])

@@ -1,9 +1,11 @@
 """The exported detector: one file with everything needed to score new records.
 
 Every training run saves ``model.pt`` in its run dir: the network's weights and shape, the
-scoring mixture, the preprocessing (category vocabulary and scaling bounds), the threshold
-and the config that produced it. Loading it needs no training data; it is read with
-``torch.load(weights_only=True)``, so it holds tensors and plain data only.
+scoring mixture, the data set's name and schema (its columns, kinds, vocabularies, labels),
+the scaling bounds, the threshold and the config that produced it. Loading it needs no
+training data; it is read with ``torch.load(weights_only=True)``, so it holds tensors and
+plain data only. A model.pt of format 1 (written before a model knew its data set) loads as
+a KDDCUP99 model.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.errors import DataError
 from fdagmm.detection.evaluation import energies
 from fdagmm.data.features import FeatureEncoder, Scaling
-from fdagmm.data.kdd99 import KDD99
+from fdagmm.data import kdd99
+from fdagmm.data.schema import TableSchema
 from fdagmm.serialization import load_payload, save_payload
 
 MODEL_FILE = "model.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1: KDDCUP99 models, from before model.pt recorded its data set.
+KDD99_FORMAT = 1
 # Resolution of the stored reference-energy quantiles (for a new anomaly_ratio when scoring).
 N_QUANTILES = 10001
 
 
 @dataclass
 class Detector:
+    dataset: str  # the data set's name (data.name)
     net: DAGMM
     net_kwargs: dict
     mixture: GaussianMixture
@@ -61,7 +67,9 @@ class Detector:
                 "maximum": torch.from_numpy(scaling.maximum),
                 "log_scaled": torch.from_numpy(scaling.log_scaled),
             },
-            "categories": self.encoder.categories,
+            "dataset": self.dataset,
+            "schema": self.encoder.schema.to_dict(),
+            "columns": list(self.encoder.schema.features),
             "cov_jitter": self.cov_jitter,
             "threshold": self.threshold,
             "anomaly_ratio": self.anomaly_ratio,
@@ -78,7 +86,15 @@ class Detector:
             path = path / MODEL_FILE
         if not path.is_file():
             raise DataError(f"no model at {path}: pass model=<run dir> of a finished training run, or its {MODEL_FILE}")
-        p = load_payload(path, "model", FORMAT_VERSION, "export it again by training with this version")
+        p = load_payload(path, "model", (FORMAT_VERSION, KDD99_FORMAT), "export it again by training with this version")
+        if p["format"] == KDD99_FORMAT:
+            schema = kdd99.schema()
+            if list(p["categories"]) != schema.categorical_features:
+                raise DataError(f"{path}: a model.pt of format 1 is a KDDCUP99 model, and its categorical columns {list(p['categories'])} are not KDDCUP99's: train it again")
+            dataset = kdd99.NAME
+        else:
+            schema = TableSchema.from_dict(p["schema"], source=f"{path}'s schema")
+            dataset = p["dataset"]
         net = DAGMM(**p["net_kwargs"])
         net.load_state_dict(p["net_state"])
         net.eval()
@@ -86,13 +102,12 @@ class Detector:
         # A model.pt exported before data.scaling existed scaled every feature linearly.
         log_scaled = p["scaling"]["log_scaled"].numpy() if "log_scaled" in p["scaling"] else np.zeros(len(minimum), dtype=bool)
         scaling = Scaling(minimum, p["scaling"]["maximum"].numpy(), log_scaled)
-        if list(p["categories"]) != list(KDD99.categories):
-            raise DataError(f"{path}: its categorical columns {list(p['categories'])} are not KDDCUP99's")
         return cls(
+            dataset=dataset,
             net=net,
             net_kwargs=p["net_kwargs"],
             mixture=GaussianMixture(**p["mixture"]),
-            encoder=FeatureEncoder(scaling, p["categories"]),
+            encoder=FeatureEncoder(scaling, schema),
             cov_jitter=p["cov_jitter"],
             threshold=p["threshold"],
             anomaly_ratio=p["anomaly_ratio"],

@@ -1,7 +1,9 @@
 """Score records with a trained DAGMM and measure detection: the functions a client runs.
 
-Positive class: the `normal` records (DAGMM's convention on KDDCUP99). A record is flagged
-when its energy exceeds the (1 - anomaly_ratio) quantile of a reference set's energies.
+Positive class: the data set's anomaly class (``is_anomaly``: attacks, or normal traffic under
+KDDCUP99's benchmark convention). A record is flagged when its energy exceeds the
+(1 - anomaly_ratio) quantile of a reference set's energies. Without labels (no test record)
+only the threshold is measured.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def metrics_by_threshold_ref(
     other clients' training scores."""
     own = [train_score, test_score]
     references = {"own": own, "pooled": [*own, *others_train_scores]}
-    return {
-        ref: detection_metrics(is_anomaly, test_score, anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio))
-        for ref in threshold_refs
-    }
+    thresholds = {ref: anomaly_threshold(np.concatenate(references[ref]), anomaly_ratio) for ref in threshold_refs}
+    if len(is_anomaly) == 0:  # unlabelled records: nothing to measure but the threshold
+        return {ref: {"test/threshold": t} for ref, t in thresholds.items()}
+    return {ref: detection_metrics(is_anomaly, test_score, t) for ref, t in thresholds.items()}

@@ -1,4 +1,9 @@
-"""Score a file of connection records with an exported detector, chunk by chunk."""
+"""Score a file of connection records with an exported detector, chunk by chunk.
+
+The file is read with the model's schema (``Detector.encoder.schema``): a headered file by
+column name, in any order, extra columns refused unless the schema drops them; the label is
+optional (with it, the summary measures the scores against it).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from fdagmm.detection.detector import Detector
 from fdagmm.errors import DataError
 from fdagmm.detection.evaluation import detection_metrics
-from fdagmm.data.kdd99 import KDD99, iter_record_chunks
+from fdagmm.data.reading import iter_chunks, where
 from fdagmm.tracking import print_metrics_table
 
 # How many bad lines, and lines out of range, the summary lists (all of them are counted).
@@ -41,6 +46,7 @@ def score_file(
     chunk_size: int,
     on_bad_line: str,
     show_progress: bool = True,
+    drop_columns: list[str] = (),
 ) -> ScoreSummary:
     """Write ``line,energy,is_anomaly,out_of_range`` (and ``label`` when present) for every record.
 
@@ -54,7 +60,12 @@ def score_file(
         raise DataError(f"on_bad_line must be fail or skip, got {on_bad_line!r}")
     tmp = output_path.with_name(output_path.name + ".tmp")
     n_scored = n_flagged = n_out_of_range = 0
-    unknown = dict.fromkeys(KDD99.categorical_features, 0)
+    schema = detector.encoder.schema
+    features = [c for c in drop_columns if c in schema.features]
+    if features:
+        raise DataError(f"drop_columns: {features} are features the model needs; only extra columns can be read past")
+    schema = schema.with_overrides(drop_columns=list(drop_columns))
+    unknown = dict.fromkeys(detector.encoder.unknown_counts(pd.DataFrame(columns=list(detector.encoder.categories))), 0)
     bad_lines: list[tuple[int, str]] = []
     out_of_range: list[tuple[int, str]] = []
     labelled_energy: list[np.ndarray] = []
@@ -64,10 +75,9 @@ def score_file(
     try:
         with progress, open(tmp, "w") as out:
             task = progress.add_task("score", total=None)
-            for chunk in iter_record_chunks(input_path, chunk_size):
+            for chunk in iter_chunks(input_path, schema, chunk_size):
                 if chunk.bad_lines and on_bad_line == "fail":
-                    line, why = chunk.bad_lines[0]
-                    raise DataError(f"{input_path}: line {line}: {why}; pass on_bad_line=skip to score the other lines")
+                    raise DataError(f"{input_path}: {where(*chunk.bad_lines[0])}; pass on_bad_line=skip to score the other lines")
                 bad_lines += chunk.bad_lines
                 if len(chunk.frame) == 0:
                     continue
@@ -80,15 +90,16 @@ def score_file(
                 flagged[beyond_rows] = True
                 beyond_names = np.full(len(energy), "", dtype=object)
                 for i in beyond_rows:
-                    beyond_names[i] = ";".join(f for f, out in zip(KDD99.numeric_features, beyond[i]) if out)
+                    beyond_names[i] = ";".join(f for f, out in zip(detector.encoder.numeric_features, beyond[i]) if out)
                 rows = pd.DataFrame({
                     "line": chunk.line_numbers, "energy": energy, "is_anomaly": flagged.astype(int), "out_of_range": beyond_names,
                 })  # fmt: skip
-                if KDD99.label in chunk.frame:
-                    rows["label"] = chunk.frame[KDD99.label].to_numpy()
+                if schema.label is not None and schema.label in chunk.frame:
+                    labels = chunk.frame[schema.label].to_numpy(dtype=str)
+                    rows["label"] = labels
                     labelled_energy.append(energy)
                     labelled_flagged.append(flagged)
-                    labelled_anomaly.append(chunk.frame[KDD99.label].to_numpy() == KDD99.normal_label)
+                    labelled_anomaly.append(schema.is_anomaly(labels))
                 rows.to_csv(out, header=n_scored == 0, index=False, float_format="%.17g")
                 n_scored += len(rows)
                 n_flagged += int(flagged.sum())
@@ -117,11 +128,11 @@ def _beyond_range(detector: Detector, record: pd.Series, beyond: np.ndarray) -> 
     scaling = detector.encoder.scaling
     return ", ".join(
         f"{name} {record[name]:.6g} (scaling range {scaling.minimum[j]:.6g} to {scaling.maximum[j]:.6g})"
-        for j, name in enumerate(KDD99.numeric_features) if beyond[j]
+        for j, name in enumerate(detector.encoder.numeric_features) if beyond[j]
     )  # fmt: skip
 
 
-def print_summary(summary: ScoreSummary, output: Path, console: Console) -> None:
+def print_summary(summary: ScoreSummary, output: Path, console: Console, anomaly: str) -> None:
     console.print(
         f"scored {summary.n_scored:,} records, flagged {summary.n_flagged:,} "
         f"(energy > {summary.threshold:.6g}{', or out of range' if summary.n_out_of_range else ''}); scores in {output}"
@@ -138,8 +149,8 @@ def print_summary(summary: ScoreSummary, output: Path, console: Console) -> None
             f"(column out_of_range): {listed}" + (f"; and {more:,} more" if more > 0 else "")
         )
     if summary.bad_lines:
-        listed = "; ".join(f"line {n}: {why}" for n, why in summary.bad_lines[:LISTED_LINES])
+        listed = "; ".join(where(n, why) for n, why in summary.bad_lines[:LISTED_LINES])
         more = len(summary.bad_lines) - LISTED_LINES
         console.print(f"skipped {len(summary.bad_lines):,} malformed lines: {listed}" + (f"; and {more:,} more" if more > 0 else ""))
     if summary.metrics:
-        print_metrics_table("against the file's labels (normal = anomaly)", {"": summary.metrics}, console)
+        print_metrics_table(f"against the file's labels (anomaly class: {anomaly})", {"": summary.metrics}, console)

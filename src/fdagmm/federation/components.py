@@ -207,6 +207,7 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
 
 def export_detector(
     cfg: DictConfig,
+    dataset_name: str,
     net: DAGMM,
     mixture: GaussianMixture,
     encoder: FeatureEncoder,
@@ -216,6 +217,7 @@ def export_detector(
 ) -> None:
     """Save model.pt: what the evaluated client needs to score new records on its own."""
     Detector(
+        dataset=dataset_name,
         net=eval_client.own_net(net).cpu(),
         net_kwargs={k: v for k, v in OmegaConf.to_container(cfg.model.net).items() if k != "_target_"}
         | {"input_dim": encoder.dim},

@@ -17,7 +17,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.config import build, method_label, train_clients_of, validate_config
-from fdagmm.data.datamodule import KDDClientsDataModule
+from fdagmm.data.datamodule import ClientsDataModule
+from fdagmm.data.dataset import ConnectionDataset, build_dataset
 from fdagmm.detection.evaluation import THRESHOLD_REFS, metrics_by_threshold_ref
 from fdagmm.errors import ConfigError
 from fdagmm.federation.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
@@ -71,15 +72,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
     validate_config(cfg)
+    dataset = build_dataset(cfg.data)
     if cfg.fed.backend == "flower":
         from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
 
-        payload = run_flower(cfg)
+        payload = run_flower(cfg, dataset)
     elif cfg.method.detector is not None:
-        payload = _fit_classical_detector(cfg)
+        payload = _fit_classical_detector(cfg, dataset)
     else:
-        payload = _train_inprocess(cfg)
-    if payload is not None:
+        payload = _train_inprocess(cfg, dataset)
+    if payload is not None and not dataset.schema.labelled:
+        log.info("data.label_column=null: the records have no labels, so the run trained on all of them and measured no detection metric; model.pt scores new records")
+    elif payload is not None:
         title = f"{method_label(cfg)}, partition {cfg.partition.name}, seed {cfg.seed}"
         print_metrics_table(f"{title}: client {cfg.method.eval_client} test set", {"": payload["final"]})
         if len(payload["per_client"]) > 1:
@@ -88,21 +92,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-def _client_data(cfg: DictConfig, train_clients: list[int]) -> KDDClientsDataModule:
-    datamodule: KDDClientsDataModule = build(
-        cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=train_clients
+def _client_data(cfg: DictConfig, dataset: ConnectionDataset, train_clients: list[int]) -> ClientsDataModule:
+    d = cfg.data
+    datamodule = ClientsDataModule(
+        dataset, d.batch_size, build(cfg.partition), cfg.seed, train_clients, d.scaling, d.scaling_records
     )
     datamodule.setup()
     log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(datamodule.summary()))
     return datamodule
 
 
-def _fit_classical_detector(cfg: DictConfig) -> dict[str, Any]:
+def _fit_classical_detector(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any]:
     """A classical baseline (method.detector): fitted once on the training clients' encoded
     records, scored and measured like DAGMM's energies (no rounds, no model.pt)."""
     prepare_process(cfg)
     rounds = build_round_log(cfg)
-    datamodule = _client_data(cfg, train_clients_of(cfg))
+    datamodule = _client_data(cfg, dataset, train_clients_of(cfg))
     detector = build(cfg.method.detector).fit(datamodule.pooled_train_x().numpy())
     scores = {c.client_id: (detector.score(c.train_x.numpy()), detector.score(c.test_x.numpy())) for c in datamodule.clients}
 
@@ -127,11 +132,11 @@ def _threshold_refs(cfg: DictConfig) -> tuple[str, ...]:
     return (cfg.eval.threshold_ref, *others)
 
 
-def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
+def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any]:
     prepare_process(cfg)
     rounds = build_round_log(cfg)
     train_clients = train_clients_of(cfg)
-    datamodule = _client_data(cfg, train_clients)
+    datamodule = _client_data(cfg, dataset, train_clients)
     counts = datamodule.summary()
 
     training = build_local_training(
@@ -182,7 +187,7 @@ def _train_inprocess(cfg: DictConfig) -> dict[str, Any]:
     own_mixtures = cfg.method.federated and cfg.fed.gmm_stats == "local"
     per_client = evaluate_every_client(module.net, clients, None if own_mixtures else mixture, cfg.eval.anomaly_ratio)
     export_detector(
-        cfg, module.net, mixture, datamodule.encoder, clients[cfg.method.eval_client],
+        cfg, dataset.name, module.net, mixture, datamodule.encoder, clients[cfg.method.eval_client],
         final_by_ref[cfg.eval.threshold_ref], Path(cfg.paths.output_dir),
     )
     return write_results(

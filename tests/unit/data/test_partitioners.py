@@ -34,16 +34,16 @@ def _check_cover(labels, splits, train_fraction=0.5):
 )
 def test_every_scheme_is_an_exact_cover_with_attacks_training(partitioner):
     labels = _labels()
-    splits = partitioner.split(labels, NORMAL, seed=1)
+    splits = partitioner.split(labels, labels == NORMAL, seed=1)
     assert [s.client_id for s in splits] == list(range(partitioner.num_clients))
     _check_cover(labels, splits)
-    again = partitioner.split(labels, NORMAL, seed=1)
+    again = partitioner.split(labels, labels == NORMAL, seed=1)
     assert all(np.array_equal(a.train_idx, b.train_idx) for a, b in zip(splits, again))
 
 
 def test_iid_shares_are_equal_and_normals_follow_attacks():
     labels = _labels()
-    splits = IidPartitioner("iid", num_clients=4).split(labels, NORMAL, seed=0)
+    splits = IidPartitioner("iid", num_clients=4).split(labels, labels == NORMAL, seed=0)
     n_attacks = (labels != NORMAL).sum()
     n_normals = (labels == NORMAL).sum()
     for s in splits:
@@ -54,7 +54,7 @@ def test_iid_shares_are_equal_and_normals_follow_attacks():
 
 def test_study_scenario_counts_follow_its_fractions():
     labels = _labels()
-    splits = StudyScenario("s1", [0.01, 0.99], [1.0, 0.0]).split(labels, NORMAL, seed=0)
+    splits = StudyScenario("s1", [0.01, 0.99], [1.0, 0.0]).split(labels, labels == NORMAL, seed=0)
     held0 = labels[np.concatenate([splits[0].train_idx, splits[0].test_idx])]
     for attack in ("smurf", "neptune"):
         assert (held0 == attack).sum() == round(0.01 * (labels == attack).sum())
@@ -70,7 +70,7 @@ def test_dirichlet_shares_match_their_expectation_over_many_seeds():
     partitioner = DirichletPartitioner("dir", num_clients=k, alpha=alpha, min_partition_size=1)
     shares = []
     for seed in range(400):
-        splits = partitioner.split(labels, NORMAL, seed)
+        splits = partitioner.split(labels, labels == NORMAL, seed)
         for attack in ("smurf", "neptune", "back", "satan", "ipsweep"):
             total = (labels == attack).sum()
             held = [(labels[np.concatenate([s.train_idx, s.test_idx])] == attack).sum() / total for s in splits]
@@ -88,7 +88,7 @@ def test_smaller_alpha_concentrates_each_type_on_fewer_clients():
     def mean_max_share(alpha):
         out = []
         for seed in range(30):
-            splits = DirichletPartitioner("d", num_clients=10, alpha=alpha, min_partition_size=1).split(labels, NORMAL, seed)
+            splits = DirichletPartitioner("d", num_clients=10, alpha=alpha, min_partition_size=1).split(labels, labels == NORMAL, seed)
             held = [labels[np.concatenate([s.train_idx, s.test_idx])] for s in splits]
             out.append(max((h == "smurf").sum() for h in held) / (labels == "smurf").sum())
         return np.mean(out)
@@ -99,7 +99,7 @@ def test_smaller_alpha_concentrates_each_type_on_fewer_clients():
 def test_a_client_that_would_be_too_small_is_a_one_line_error_naming_the_fix():
     labels = _labels(n=300)
     with pytest.raises(DataError, match=r"leaves client \d+ with \d+ training .*raise partition.alpha, lower partition.num_clients"):
-        DirichletPartitioner("d", num_clients=50, alpha=0.05, min_partition_size=20, max_tries=3).split(labels, NORMAL, seed=0)
+        DirichletPartitioner("d", num_clients=50, alpha=0.05, min_partition_size=20, max_tries=3).split(labels, labels == NORMAL, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -110,9 +110,15 @@ def test_a_client_that_would_be_too_small_is_a_one_line_error_naming_the_fix():
         (lambda: IidPartitioner("i", num_clients=3, train_fraction=1.0), "partition.train_fraction must be in"),
         (lambda: StudyScenario("s", [0.5, 0.6], [1.0, 0.0]), "sum to 1"),
         (lambda: StudyScenario("s", [0.5, 0.5], [1.0]), "rare_fractions has 1"),
-        (lambda: StudyScenario("s", [0.5, 0.5], [1.0, 0.0], common_attacks=["smurff"]), "unknown attack types"),
     ],
 )
 def test_impossible_partition_settings_are_config_errors(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_a_common_group_that_never_trains_is_refused_when_splitting():
+    labels = np.array(["smurf", "neptune", "normal", "back"] * 25)
+    scenario = StudyScenario("s", [0.5, 0.5], [1.0, 0.0], common_attacks=["smurff"])
+    with pytest.raises(DataError, match=r"partition.common_attacks: \['smurff'\] never occur among the records that train"):
+        scenario.split(labels, labels == NORMAL, seed=0)

@@ -15,7 +15,7 @@ from fdagmm.data.features import (
     federation_scaling,
     needs_client_stats,
 )
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 
 N_NUMERIC = len(KDD99.numeric_features)
 
@@ -33,14 +33,14 @@ def test_every_numeric_feature_has_exactly_one_fixed_scaling():
 
 
 def test_schema_scaling_looks_at_no_record():
-    scaling = federation_scaling(SCHEMA_LOG, _no_client_stats)
+    scaling = federation_scaling(SCHEMA_LOG, KDD99.schema, _no_client_stats)
     assert not needs_client_stats(SCHEMA_LOG) and needs_client_stats(FEDERATED_MINMAX)
     assert scaling.log_scaled.sum() == len(KDD99.log_scales) == 17
     np.testing.assert_array_equal(scaling.minimum, 0.0)
 
 
 def test_schema_scaling_maps_zero_to_zero_a_scale_to_one_and_keeps_rates():
-    encoder = FeatureEncoder(Scaling.of_schema(KDD99))
+    encoder = FeatureEncoder(Scaling.of_schema(KDD99.schema), KDD99.schema)
     frame = synthetic_frame(4, seed=0)
     for name, scale in KDD99.log_scales.items():
         frame[name] = [0.0, scale, 9.0, 10 * scale]
@@ -58,8 +58,8 @@ def test_schema_scaling_maps_zero_to_zero_a_scale_to_one_and_keeps_rates():
 
 def test_federated_minmax_is_the_range_of_the_union_of_the_clients_records():
     parts = [synthetic_frame(50, seed=s) for s in range(3)]
-    scaling = federation_scaling(FEDERATED_MINMAX, lambda: [ScalingStats.of(p) for p in parts])
-    union = ScalingStats.of(pd.concat(parts))
+    scaling = federation_scaling(FEDERATED_MINMAX, KDD99.schema, lambda: [ScalingStats.of(p, KDD99.numeric_features) for p in parts])
+    union = ScalingStats.of(pd.concat(parts), KDD99.numeric_features)
     np.testing.assert_array_equal(scaling.minimum, union.minimum)
     np.testing.assert_array_equal(scaling.maximum, union.maximum)
     assert not scaling.log_scaled.any()
@@ -67,4 +67,4 @@ def test_federated_minmax_is_the_range_of_the_union_of_the_clients_records():
 
 def test_an_unknown_scaling_is_refused():
     with pytest.raises(ValueError, match="unknown scaling 'minmax': one of schema_log, federated_minmax"):
-        federation_scaling("minmax", _no_client_stats)
+        federation_scaling("minmax", KDD99.schema, _no_client_stats)

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from helpers.kdd import kdd_dataset
 from helpers.synthetic import write_kdd_file
 
-from fdagmm.data.datamodule import KDDClientsDataModule
+from fdagmm.data.datamodule import ClientsDataModule
 from fdagmm.data.partition import StudyScenario
 
 
@@ -15,7 +16,7 @@ def synthetic_file(tmp_path_factory):
 
 def _clients(path, scaling_records):
     partitioner = StudyScenario("s4", [0.1, 0.9], [1.0, 0.0])
-    dm = KDDClientsDataModule(str(path), "10_percent", "unused", 256, partitioner, 0, [0], scaling="federated_minmax", scaling_records=scaling_records)
+    dm = ClientsDataModule(kdd_dataset(path), 256, partitioner, 0, [0], scaling="federated_minmax", scaling_records=scaling_records)
     dm.setup()
     return dm
 

@@ -29,7 +29,7 @@ def _cfg(data_path, output_dir, *overrides):
     with initialize(version_base="1.3", config_path="../../../conf"):
         return compose(
             config_name="config",
-            overrides=[f"data.path={data_path}", "data.cache_dir=null", f"paths.output_dir={output_dir}",
+            overrides=[f"data.train_path={data_path}", "data.cache_dir=null", f"paths.output_dir={output_dir}",
                        "trainer.accelerator=cpu", "data.batch_size=256", *overrides],
         )  # fmt: skip
 
@@ -71,14 +71,13 @@ def test_fedavg_and_fedadam_differ_but_each_is_reproducible(synthetic_file, tmp_
 @pytest.mark.parametrize("method, train_clients, eval_client", [("local", [0], 0), ("pooled", [0, 1, 2, 3], 0), ("remote", [1, 2, 3], 1)])
 def test_centralised_methods_with_k_clients(synthetic_file, tmp_path, monkeypatch, method, train_clients, eval_client):
     seen = {}
-    original = experiment.build
+    original = experiment.ClientsDataModule
 
-    def spy(node, **kwargs):
-        if "train_clients" in kwargs:
-            seen["train_clients"] = kwargs["train_clients"]
-        return original(node, **kwargs)
+    def spy(dataset, batch_size, partitioner, seed, train_clients, *args):
+        seen["train_clients"] = train_clients
+        return original(dataset, batch_size, partitioner, seed, train_clients, *args)
 
-    monkeypatch.setattr(experiment, "build", spy)
+    monkeypatch.setattr(experiment, "ClientsDataModule", spy)
     payload = train(_cfg(synthetic_file, tmp_path, "partition=iid", "partition.num_clients=4", f"method={method}", "fed.rounds=1"))
     assert seen["train_clients"] == train_clients
     assert payload["eval_client"] == eval_client

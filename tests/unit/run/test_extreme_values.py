@@ -8,7 +8,7 @@ import pytest
 from helpers.synthetic import synthetic_frame
 from hydra import compose, initialize
 
-from fdagmm.data.kdd99 import KDD99
+from helpers.kdd import KDD99
 from fdagmm.detection.detector import Detector
 from fdagmm.detection.scoring import score_file
 from fdagmm.run.experiment import train
@@ -32,7 +32,7 @@ def test_extreme_finite_training_values_train_without_nan_and_are_flagged_when_s
     with initialize(version_base="1.3", config_path="../../../conf"):
         cfg = compose(
             config_name="config",
-            overrides=[f"data.path={path}", "data.cache_dir=null", f"paths.output_dir={tmp_path / 'run'}",
+            overrides=[f"data.train_path={path}", "data.cache_dir=null", f"paths.output_dir={tmp_path / 'run'}",
                        "trainer.accelerator=cpu", "data.batch_size=256", "scenario=s4", "fed.rounds=2", f"data.scaling={scaling}"],
         )  # fmt: skip
     payload = train(cfg)

@@ -1,9 +1,10 @@
 """Partitioners: how a data set's records are split into clients, one file per scheme.
 
 ``StudyScenario`` (the study's s1-s4), ``IidPartitioner`` and ``DirichletPartitioner`` share
-``Partitioner``'s protocol: a scheme decides which client holds each attack record; normal
-records follow in proportion to each client's attacks; a random ``train_fraction`` of a
-client's attacks trains, the rest and its normal records test.
+``Partitioner``'s protocol: a scheme decides which client holds each inlier record (the class
+that trains); anomalies follow in proportion to each client's inliers; a random
+``train_fraction`` of a client's inliers trains, the rest and its anomalies test (unless the
+data set has a test set of its own: then every inlier trains).
 """
 
 from fdagmm.data.partition.base import ClientSplit, Partitioner

@@ -1,6 +1,8 @@
-"""What every partition scheme shares: the client split, normals and train/test per client.
+"""What every partition scheme shares: the client split, anomalies and train/test per client.
 
-Everything comes from one generator seeded by ``seed``: same seed, same partition.
+A scheme splits the *inliers* (the records of the class that trains: benign traffic, or the
+attacks under KDDCUP99's ``anomaly: normal`` convention) by their group (their label). Every
+draw comes from one generator seeded by ``seed``: same seed, same partition.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ def check(condition: bool, message: str) -> None:
 
 
 class Partitioner(ABC):
-    """Splits labelled records into ``num_clients`` clients (attacks train, normals test).
+    """Splits records into ``num_clients`` clients (inliers train, anomalies test).
 
-    Subclasses decide which client holds each attack record (``assign_attacks``). Then the
-    normal records are split at random in proportion to the clients' attack counts, and per
-    client a random ``floor(train_fraction * attacks)`` of its attacks is its training set;
-    the rest of its attacks and all of its normal records are its test set.
+    Subclasses decide which client holds each inlier record (``assign_inliers``). Then, when
+    the data set has no test set of its own, the anomalies are split at random in proportion
+    to the clients' inlier counts, and per client a random ``floor(train_fraction * inliers)``
+    of its inliers is its training set; the rest of its inliers and all of its anomalies are
+    its test set. With a test set of its own (``all_train``) every inlier a client holds
+    trains, and the anomalies among the training records are left out.
     """
 
     # How to fix a client left with fewer than min_partition_size training records.
@@ -56,24 +60,28 @@ class Partitioner(ABC):
         self.min_partition_size = min_partition_size
 
     @abstractmethod
-    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
-        """Row indices of the attack records each client holds."""
+    def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """Row indices of the inlier records each client holds."""
 
-    def split(self, labels: np.ndarray, normal_label: str, seed: int) -> list[ClientSplit]:
-        """The clients' splits; a DataError when a client would hold fewer than
-        ``min_partition_size`` training records or no test record."""
+    def split(self, groups: np.ndarray, is_anomaly: np.ndarray, seed: int, all_train: bool = False) -> list[ClientSplit]:
+        """The clients' splits of records with these groups (labels) and anomaly flags; a
+        DataError when a client would hold fewer than ``min_partition_size`` training
+        records or (unless ``all_train``) no test record."""
         rng = np.random.default_rng(seed)
-        client_attacks = self.assign_attacks(labels, normal_label, rng)
-        counts = np.array([len(a) for a in client_attacks], dtype=np.float64)
-        normals = rng.permutation(np.flatnonzero(labels == normal_label))
-        client_normals = split_by_fractions(normals, counts / max(counts.sum(), 1.0))
-        splits = []
-        for k in range(self.num_clients):
-            rows = rng.permutation(client_attacks[k])
-            n_train = int(np.floor(self.train_fraction * len(rows)))
-            splits.append(ClientSplit(k, rows[:n_train], np.concatenate([rows[n_train:], client_normals[k]])))
+        client_inliers = self.assign_inliers(groups, ~is_anomaly, rng)
+        if all_train:
+            splits = [ClientSplit(k, rng.permutation(rows), rows[:0]) for k, rows in enumerate(client_inliers)]
+        else:
+            counts = np.array([len(a) for a in client_inliers], dtype=np.float64)
+            anomalies = rng.permutation(np.flatnonzero(is_anomaly))
+            client_anomalies = split_by_fractions(anomalies, counts / max(counts.sum(), 1.0))
+            splits = []
+            for k in range(self.num_clients):
+                rows = rng.permutation(client_inliers[k])
+                n_train = int(np.floor(self.train_fraction * len(rows)))
+                splits.append(ClientSplit(k, rows[:n_train], np.concatenate([rows[n_train:], client_anomalies[k]])))
         for s in splits:
-            if len(s.train_idx) < self.min_partition_size or len(s.test_idx) == 0:
+            if len(s.train_idx) < self.min_partition_size or (len(s.test_idx) == 0 and not all_train):
                 raise DataError(
                     f"partition {self.name} leaves client {s.client_id} with {len(s.train_idx)} training "
                     f"and {len(s.test_idx)} test records (partition.min_partition_size={self.min_partition_size}): "
@@ -82,9 +90,9 @@ class Partitioner(ABC):
         return splits
 
 
-def attack_types(labels: np.ndarray, normal_label: str) -> list[str]:
-    """The attack types present, sorted so that the draws do not depend on the file's order."""
-    return sorted(set(labels.tolist()) - {normal_label})
+def inlier_groups(groups: np.ndarray, inlier: np.ndarray) -> list[str]:
+    """The groups the inliers hold, sorted so that the draws do not depend on the file's order."""
+    return sorted(set(groups[inlier].tolist()))
 
 
 def split_by_fractions(rows: np.ndarray, fractions) -> list[np.ndarray]:

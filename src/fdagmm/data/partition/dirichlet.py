@@ -1,12 +1,13 @@
-"""Non-IID by attack type: each type's records are split over the clients in proportions
+"""Non-IID by group (label): each group's inlier records are split over the clients in proportions
 drawn from a symmetric Dirichlet(alpha) (Hsu et al., 2019; Flower Datasets'
 ``DirichletPartitioner`` with ``partition_by`` the label). Small alpha: each client sees few
-attack types; large alpha: close to IID.
+groups (KDDCUP99's attack types); large alpha: close to IID.
 
 Implemented with numpy rather than flwr-datasets: the core must not depend on the flower
 extra, and flwr-datasets partitions Hugging Face datasets, not row indices. Like Flower's,
 it redraws every type's proportions (up to ``max_tries`` times) while a client would hold
-fewer than ``min_partition_size`` training records.
+fewer than ``min_partition_size`` training records. A data set whose
+inliers are one group (benign traffic) gets quantity skew: Dirichlet(alpha) shares of it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import numpy as np
 
-from fdagmm.data.partition.base import ClientSplit, Partitioner, attack_types, split_by_fractions
+from fdagmm.data.partition.base import ClientSplit, Partitioner, inlier_groups, split_by_fractions
 from fdagmm.errors import DataError
 from fdagmm.ranges import AT_LEAST_1, POSITIVE, checked_arguments
 from fdagmm.seeding import derive_seed
@@ -38,20 +39,20 @@ class DirichletPartitioner(Partitioner):
         self.alpha = alpha
         self.max_tries = max_tries
 
-    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
-        parts: list[list[np.ndarray]] = [[] for _ in range(self.num_clients)]
-        for attack in attack_types(labels, normal_label):
-            rows = rng.permutation(np.flatnonzero(labels == attack))
+    def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] for _ in range(self.num_clients)]
+        for group in inlier_groups(groups, inlier):
+            rows = rng.permutation(np.flatnonzero(inlier & (groups == group)))
             proportions = rng.dirichlet(np.full(self.num_clients, self.alpha))
             for k, part in enumerate(split_by_fractions(rows, proportions)):
                 parts[k].append(part)
         return [np.concatenate(p) for p in parts]
 
-    def split(self, labels: np.ndarray, normal_label: str, seed: int) -> list[ClientSplit]:
+    def split(self, groups: np.ndarray, is_anomaly: np.ndarray, seed: int, all_train: bool = False) -> list[ClientSplit]:
         for attempt in range(self.max_tries):
             try:
                 # Each try is its own seeded draw: the result depends only on (seed, attempt).
-                return super().split(labels, normal_label, seed if attempt == 0 else derive_seed(seed, attempt))
+                return super().split(groups, is_anomaly, seed if attempt == 0 else derive_seed(seed, attempt), all_train)
             except DataError as e:
                 last = e
         raise DataError(f"{last} (after {self.max_tries} draws)")

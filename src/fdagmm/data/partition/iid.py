@@ -1,4 +1,4 @@
-"""IID: every attack record goes to a client drawn uniformly at random (equal shares)."""
+"""IID: every inlier record goes to a client drawn uniformly at random (equal shares)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,6 @@ from fdagmm.data.partition.base import Partitioner, split_by_fractions
 
 class IidPartitioner(Partitioner):
 
-    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
-        attacks = rng.permutation(np.flatnonzero(labels != normal_label))
-        return split_by_fractions(attacks, np.full(self.num_clients, 1.0 / self.num_clients))
+    def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        rows = rng.permutation(np.flatnonzero(inlier))
+        return split_by_fractions(rows, np.full(self.num_clients, 1.0 / self.num_clients))

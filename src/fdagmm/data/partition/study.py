@@ -1,8 +1,10 @@
 """The study's scenarios s1-s4 (spec section 5): a data-poor client 0, a data-rich client 1.
 
-Attack types are *common* (smurf, neptune by default) or *rare* (all others). Client k holds
-``common_fractions[k]`` of every common type and ``rare_fractions[k]`` of every rare type,
-drawn at random within each type. Longer fraction lists make more clients.
+The inliers' groups (KDDCUP99's attack types, which train there) are *common* (smurf, neptune
+by default) or *rare* (all others). Client k holds ``common_fractions[k]`` of every common
+group and ``rare_fractions[k]`` of every rare group, drawn at random within each group.
+Longer fraction lists make more clients. On a data set whose benign traffic trains, name its
+benign label as the common group (``partition.common_attacks=[normal]``) for a data-poor site.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Annotated
 
 import numpy as np
 
-from fdagmm.data.kdd99 import KDD99
-from fdagmm.data.partition.base import Partitioner, attack_types, check, split_by_fractions
+from fdagmm.data.partition.base import Partitioner, check, inlier_groups, split_by_fractions
+from fdagmm.errors import DataError
 from fdagmm.ranges import FRACTION, checked_arguments
 
 
@@ -42,18 +44,20 @@ class StudyScenario(Partitioner):
                 math.isclose(sum(fractions), 1.0, abs_tol=1e-9),
                 f"partition.{key} must sum to 1 (every record goes to exactly one client), got {list(fractions)}",
             )
-        unknown = sorted(set(common_attacks) - set(KDD99.attack_labels))
-        check(not unknown, f"partition.common_attacks: unknown attack types {unknown}; known: {list(KDD99.attack_labels)}")
         super().__init__(name, n, train_fraction, min_partition_size)
         self.common_fractions = list(common_fractions)
         self.rare_fractions = list(rare_fractions)
         self.common_attacks = list(common_attacks)
 
-    def assign_attacks(self, labels: np.ndarray, normal_label: str, rng: np.random.Generator) -> list[np.ndarray]:
-        parts: list[list[np.ndarray]] = [[] for _ in range(self.num_clients)]
-        for attack in attack_types(labels, normal_label):
-            fractions = self.common_fractions if attack in self.common_attacks else self.rare_fractions
-            rows = rng.permutation(np.flatnonzero(labels == attack))
+    def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        present = inlier_groups(groups, inlier)
+        unknown = sorted(set(self.common_attacks) - set(present))
+        if unknown:
+            raise DataError(f"partition.common_attacks: {unknown} never occur among the records that train; they hold {present}")
+        parts: list[list[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] for _ in range(self.num_clients)]
+        for group in present:
+            fractions = self.common_fractions if group in self.common_attacks else self.rare_fractions
+            rows = rng.permutation(np.flatnonzero(inlier & (groups == group)))
             for k, part in enumerate(split_by_fractions(rows, fractions)):
                 parts[k].append(part)
         return [np.concatenate(p) for p in parts]

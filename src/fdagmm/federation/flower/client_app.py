@@ -26,21 +26,27 @@ app = ClientApp()
 
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
-    """Which client this node is and its record counts (the server's node map and
-    metrics.json's partition); with data.scaling=federated_minmax only, also the min/max of its
-    training records (the federation's scaling bounds)."""
-    from flwr.app import MetricRecord, RecordDict
+    """Which client this node is, its record counts (the server's node map and metrics.json's
+    partition) and its data's schema (every site must train with the same one); with
+    data.scaling=federated_minmax only, also the min/max of its training records (the
+    federation's scaling bounds)."""
+    import json
+
+    from flwr.app import ConfigRecord, MetricRecord, RecordDict
 
     from fdagmm.data.datamodule import record_counts
     from fdagmm.data.features import ScalingStats, needs_client_stats
     from fdagmm.federation.flower.partitions import load_partition
     from fdagmm.federation.flower.records import scaling_stats_record
 
-    records = load_partition(Path(str(context.node_config["data-path"])))
+    records, schema = load_partition(Path(str(context.node_config["data-path"])))
     counts = record_counts(len(records.train_idx), records.test_is_anomaly)
-    reply = RecordDict({"metrics": MetricRecord({"client-id": records.client_id, **counts})})
+    reply = RecordDict({
+        "metrics": MetricRecord({"client-id": records.client_id, **counts}),
+        "schema": ConfigRecord({"schema": json.dumps(schema.to_dict())}),
+    })  # fmt: skip
     if needs_client_stats(str(msg.content["config"]["scaling"])):
-        reply["scaling-stats"] = scaling_stats_record(ScalingStats.of(records.train))
+        reply["scaling-stats"] = scaling_stats_record(ScalingStats.of(records.train, schema.numeric_features))
     return Message(reply, reply_to=msg)
 
 

@@ -60,9 +60,9 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     cfg = config_from_run(context.run_config)
     prepare_process(cfg)
     config = msg.content["config"]
-    encoder = FeatureEncoder(scaling_from_record(msg.content["scaling"]))
     output_dir = Path(str(context.node_config["output-dir"]))
-    data = encoded_partition(Path(str(context.node_config["data-path"])), encoder.scaling, output_dir / ENCODED_DIR)
+    scaling = scaling_from_record(msg.content["scaling"])
+    data, encoder = encoded_partition(Path(str(context.node_config["data-path"])), scaling, output_dir / ENCODED_DIR)
     # A ClientApp process lives for one message: at most one round of this client's training.
     training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
     privacy = build_privacy(cfg)
@@ -127,5 +127,5 @@ def _test(cfg, client: Client, encoder: FeatureEncoder, msg: Message, config: Co
         net, mixture, cfg.eval.anomaly_ratio, ("own",), [], log_scores_at=cfg.fed.rounds if export else None
     )["own"]
     if export:
-        export_detector(cfg, net, mixture, encoder, client, metrics, output_dir)
+        export_detector(cfg, cfg.data.name, net, mixture, encoder, client, metrics, output_dir)
     return metrics

@@ -26,6 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fdagmm.config import build
+from fdagmm.data.dataset import ConnectionDataset
 from fdagmm.detection.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
 from fdagmm.federation.flower.partitions import ENCODED_DIR, write_partitions
@@ -45,14 +47,14 @@ QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 FAST_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
 
 
-def run_flower(cfg: DictConfig) -> dict[str, Any] | None:
+def run_flower(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any] | None:
     """Run the configured federation through Flower; returns metrics.json's payload (None
     with ``fed.flower.prepare_only``)."""
     if importlib.util.find_spec("flwr") is None:
         raise ConfigError('fed.backend=flower needs Flower: pip install -e ".[flower]"')
     output_dir = Path(cfg.paths.output_dir).resolve()
     flower_dir = output_dir / "flower"
-    paths, counts = write_partitions(cfg, flower_dir / "partitions")
+    paths, counts = write_partitions(dataset, build(cfg.partition), cfg.seed, flower_dir / "partitions")
     run_config = write_run_config(cfg, flower_dir / "run_config.toml", output_dir)
     log.info("partition files: %s", counts)
     if cfg.fed.flower.prepare_only:

@@ -14,6 +14,8 @@ answered, and how long each ClientApp spent on each part (``make bench``).
 
 from __future__ import annotations
 
+import json
+
 import logging
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from fdagmm.config import n_clients_of, train_clients_of
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
+from fdagmm.data.schema import TableSchema
 from fdagmm.errors import FdagmmError
 from fdagmm.federation.components import (
     build_local_training,
@@ -249,10 +252,11 @@ class FdagmmRounds:
 
 def describe_clients(
     grid: Grid, n_clients: int, timeout_s: float, scaling: str
-) -> tuple[dict[int, int], dict[str, dict[str, int]], dict[int, ScalingStats]]:
-    """Wait for a SuperNode per client; returns client id -> node id, record counts and, when
-    ``scaling`` needs them, each client's scaling statistics (min/max per feature of its
-    training records; otherwise none is asked for)."""
+) -> tuple[dict[int, int], dict[str, dict[str, int]], dict[int, ScalingStats], TableSchema]:
+    """Wait for a SuperNode per client; returns client id -> node id, record counts, when
+    ``scaling`` needs them each client's scaling statistics (min/max per feature of its
+    training records; otherwise none is asked for), and the schema every client's data has
+    (a FederationError names the first difference when two differ)."""
     deadline = time.monotonic() + timeout_s
     while len(nodes := list(grid.get_node_ids())) < n_clients:
         if time.monotonic() > deadline:
@@ -260,7 +264,7 @@ def describe_clients(
         time.sleep(0.5)
     query = RecordDict({"config": ConfigRecord({"scaling": scaling})})
     messages = [Message(query, dst_node_id=node, message_type=f"{MessageType.QUERY}.describe") for node in nodes]
-    node_of, counts, stats = {}, {}, {}
+    node_of, counts, stats, schemas = {}, {}, {}, {}
     for reply in exchange(grid, messages, timeout_s):
         if reply.has_error():
             raise FederationError(f"SuperNode {reply.metadata.src_node_id} could not describe its data: {reply.error.reason}")
@@ -272,9 +276,14 @@ def describe_clients(
         counts[f"client{k}"] = {key: int(m[key]) for key in ("n_train", "n_test", "n_test_anomalies")}
         if "scaling-stats" in reply.content:
             stats[k] = scaling_stats_from_record(reply.content["scaling-stats"])
+        schemas[k] = TableSchema.from_dict(json.loads(str(reply.content["schema"]["schema"])), source=f"client {k}'s schema")
     if sorted(node_of) != list(range(n_clients)):
         raise FederationError(f"the SuperNodes hold clients {sorted(node_of)}, expected 0..{n_clients - 1}")
-    return node_of, dict(sorted(counts.items())), stats
+    first = schemas[0]
+    for k, schema in sorted(schemas.items()):
+        if difference := first.first_difference(schema):
+            raise FederationError(f"client {k}'s data does not have client 0's schema ({difference}): every site must train with the same schema")
+    return node_of, dict(sorted(counts.items())), stats, first
 
 
 def _log_to_stderr() -> None:
@@ -298,10 +307,10 @@ def main(grid: Grid, context: Context) -> None:
         prepare_process(cfg)
         # The logger's save_dir was resolved where the run was prepared; write under output-dir.
         rounds = build_round_log(cfg, output_dir / "tensorboard")
-        node_of, counts, stats = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s, cfg.data.scaling)
+        node_of, counts, stats, schema = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s, cfg.data.scaling)
         log.info("%s, partition %s, seed %d over Flower: %d clients", cfg.method.label, cfg.partition.name, cfg.seed, len(counts))
-        scaling = federation_scaling(cfg.data.scaling, lambda: [stats[k] for k in train_clients_of(cfg)])
-        net = build_local_training(cfg, FeatureEncoder(scaling).dim).build_module().net
+        scaling = federation_scaling(cfg.data.scaling, schema, lambda: [stats[k] for k in train_clients_of(cfg)])
+        net = build_local_training(cfg, FeatureEncoder(scaling, schema).dim).build_module().net
         privacy = build_privacy(cfg)
         strategy = build_strategy(cfg, net, privacy)
         loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds)
