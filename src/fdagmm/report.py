@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from fdagmm.data.schema import load_schema  # noqa: E402
 from fdagmm.detection.evaluation import THRESHOLD_REFS  # noqa: E402
 
 # Columns in the study's order, then the other strategies and the classical baselines (any
@@ -293,7 +294,7 @@ def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None
         f"{', '.join(sorted(sweep.runs.scenario.unique()))}, seeds {', '.join(map(str, seeds))}."
         + (f" Wall time of the sweep: {wall_time_s / 60:.1f} min." if wall_time_s is not None else ""),
         "",
-        "Cells: mean (sample standard deviation) over seeds. Positive class: `normal` records.",
+        f"Cells: mean (sample standard deviation) over seeds. Positive class: the anomalies ({sweep.settings['anomalies']}).",
         "DAGMM C1 is evaluated on client 1's test set, every other method on client 0's.",
         "",
         "## Settings",
@@ -374,4 +375,5 @@ def _settings(cfg) -> dict[str, object]:
         "anomaly ratio": cfg.eval.anomaly_ratio,
         "threshold reference": cfg.eval.threshold_ref,
         "data": f"{cfg.data.name}: {cfg.data.train_path}",
+        "anomalies": "normal records" if cfg.data.schema and load_schema(cfg.data.schema).anomaly == "normal" else "attack records",
     }

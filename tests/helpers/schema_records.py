@@ -9,7 +9,9 @@ line of each record, and (when damaged) the line and column of its one defect. F
 schema's features (numbers as float64, as Python's ``float`` reads their text), then the
 label and attack category columns the file has.
 
-Values are drawn per column kind:
+A record holds its columns' plain values (``plain_value``: 0, the first declared category,
+the first benign label) except a few drawn columns (``records_of``), whose values are drawn
+per column kind:
 
 - numeric: finite numbers as files write them (integers up to 2^70, any finite float's repr,
   the ends of float64, ``1.``, ``.5``, ``+3``, ``1E5``, ``-0``);
@@ -18,6 +20,8 @@ Values are drawn per column kind:
 - label: a benign or declared attack label (any text when the set is open), with the
   schema's ``label_suffix``; attack category: any non-empty text;
 - dropped columns: any text, empty included; a headered file may leave them out.
+
+``table_schemas`` draws the schemas themselves.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pandas as pd
 
 from fdagmm.data.schema import Categorical, NumericScaling, TableSchema
 
-# Finite numbers as a file writes them: (text, the float it stands for).
+# Finite numbers as a file writes them (the float each stands for is ``float(text)``).
 NUMBER_TEXTS = st.one_of(
     st.integers(0, 1000).map(str),
     st.integers(-(2**70), 2**70).map(str),

@@ -6,6 +6,7 @@ scaling, it names the min/max statistics every client sends.
 """
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     described = reply(client_app.describe, {"config": ConfigRecord({"scaling": scaling})}, f"{MessageType.QUERY}.describe")
     stats = [scaling_stats_from_record(described["scaling-stats"])] if "scaling-stats" in described else []
     scaling_sent = scaling_record(federation_scaling(scaling, KDD99.schema, lambda: stats))
-    theta = build_local_training(cfg, FeatureEncoder(federation_scaling(scaling, KDD99.schema, lambda: stats)).dim).build_module().net.state_dict()
+    theta = build_local_training(cfg, FeatureEncoder(federation_scaling(scaling, KDD99.schema, lambda: stats), KDD99.schema).dim).build_module().net.state_dict()
 
     def round_config(t, train_, stats_, test_round):
         return ConfigRecord({"server-round": t, "train": train_, "stats": stats_, "test-round": test_round, "final": False,
@@ -164,7 +165,9 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
                             "test-arrays": ArrayRecord(theta), "gmm-stats": trained["gmm-stats"]}, MessageType.EVALUATE)  # fmt: skip
 
     k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2
-    assert set(described) == ({"metrics", "scaling-stats"} if scaling == "federated_minmax" else {"metrics"})
+    assert set(described) == ({"metrics", "schema", "scaling-stats"} if scaling == "federated_minmax" else {"metrics", "schema"})
+    # The schema is the data set's declaration (columns, kinds, declared vocabularies), no record's values.
+    assert json.loads(str(described["schema"]["schema"])) == KDD99.schema.to_dict()
     assert set(described["metrics"]) == {"client-id", "n_train", "n_test", "n_test_anomalies"}
     assert set(trained) == {"metrics", "arrays", "gmm-stats", "timing"}
     assert set(trained["metrics"]) == {"client-id", "num-examples", "train-loss"}
@@ -177,7 +180,7 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     sent: dict[str, object] = {}
     for message, content in {"describe": described, "train": trained, "test": tested}.items():
         for key, record in content.items():
-            if key == "timing":  # when each part of the handler ran, epoch seconds
+            if key in ("timing", "schema"):  # when each part of the handler ran; the declared schema (checked above)
                 continue
             items = record.to_torch_state_dict().items() if isinstance(record, ArrayRecord) else record.items()
             sent |= {f"{message}/{key}/{name}": value for name, value in items}

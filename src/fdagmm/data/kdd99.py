@@ -45,9 +45,8 @@ def fetch_into(path: Path) -> None:
             f"download {path.name} from the UCI KDD archive and put it there, or pass data.train_path=<file>"
         ) from e
     frame = bunch.frame
-    for column in frame.columns:
-        if frame[column].dtype == object:  # the fetcher's text columns are bytes
-            frame[column] = frame[column].str.decode("ascii")
+    for column in frame.columns:  # the fetcher's text values are bytes
+        frame[column] = frame[column].map(lambda v: v.decode("ascii") if isinstance(v, bytes) else v)
     tmp = path.with_name(path.name + ".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as f:
         frame.to_csv(f, header=False, index=False)

@@ -171,7 +171,8 @@ class _ChunkParser:
         self.training = training
         self.numeric = schema.numeric_features
         self.text = [c for c in layout if c in schema.categorical_features or c in schema.info_columns]
-        self.kept = [*schema.features, *(c for c in schema.info_columns if c in layout)]
+        features = set(schema.features)
+        self.kept = [*(c for c in schema.columns if c in features), *(c for c in schema.info_columns if c in layout)]  # file order
         self.closed = {
             c: frozenset(cat.values) for c, cat in schema.categorical.items()
             if training and not cat.hash_buckets and c in self.text
@@ -185,7 +186,11 @@ class _ChunkParser:
         utf8 = np.array([not _NOT_UTF8.search(line) for line in lines], dtype=bool)
         quoted = np.array(['"' in line for line in lines], dtype=bool)
         balanced = np.array([not q or line.count('"') % 2 == 0 for line, q in zip(lines, quoted)], dtype=bool)
-        counts = np.array([len(split_fields(line)) if ok else 0 for line, ok in zip(lines, utf8 & balanced)])
+        # A comma count for a line without quotes; the csv module only where quotes may hide commas.
+        counts = np.array([
+            0 if not ok else len(split_fields(line)) if q else line.count(",") + 1
+            for line, ok, q in zip(lines, utf8 & balanced, quoted)
+        ])  # fmt: skip
         n = len(self.layout)
         well_formed = ~blank & utf8 & balanced & (counts == n)
         bad = [(int(k), "bytes that are not UTF-8 text") for k in numbers[~blank & ~utf8]]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fdagmm.data.reading import iter_chunks, read_table, where
-from fdagmm.data.schema import load_schema
+from fdagmm.data.schema import TableSchema, load_schema
 from fdagmm.errors import DataError
 
 KDD99 = load_schema("kdd99")
@@ -73,6 +73,11 @@ def _text(schema, rows: list[list[str]], columns: list[str] | None = None, endin
     return "".join(",".join(fields) + ending for fields in lines)
 
 
+def assert_same_records(frame: pd.DataFrame, expected: pd.DataFrame, **kwargs) -> None:
+    """The same columns (in any order), values and types."""
+    pd.testing.assert_frame_equal(frame, expected, check_like=True, **kwargs)
+
+
 def _write(tmp_path, text: str | bytes, name: str = "records.csv"):
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
@@ -92,8 +97,8 @@ def _one_line(error: pytest.ExceptionInfo) -> str:
 def test_plain_file_reads_exactly_its_records(tmp_path, schema):
     rows = _rows(schema)
     table = read_table(_write(tmp_path, _text(schema, rows)), schema)
-    pd.testing.assert_frame_equal(table.frame, _expected(schema, rows))
-    assert list(table.frame.columns) == [*schema.features, *schema.info_columns]
+    assert_same_records(table.frame, _expected(schema, rows))
+    assert sorted(table.frame.columns) == sorted([*schema.features, *schema.info_columns])
     assert table.n_dropped == 0 and table.n_clipped == 0
     for c in [*schema.categorical_features, *schema.info_columns]:
         assert table.frame[c].map(type).eq(str).all(), c
@@ -123,10 +128,11 @@ def _variants(schema, rows):
 @pytest.mark.parametrize("schema", [KDD99, NSL, UNSW], ids=lambda s: s.name)
 def test_harmless_variants_read_as_the_same_records(tmp_path, schema):
     rows = _rows(schema)
-    expected = _expected(schema, rows)
+    plain = read_table(_write(tmp_path, _text(schema, rows), "plain.csv"), schema).frame
+    assert_same_records(plain, _expected(schema, rows))
     for name, text in _variants(schema, rows).items():
         table = read_table(_write(tmp_path, text), schema)
-        pd.testing.assert_frame_equal(table.frame, expected, obj=name)
+        pd.testing.assert_frame_equal(table.frame, plain, obj=name)  # identical, column order included
 
 
 def test_kdd_file_ending_with_one_blank_line_is_accepted(tmp_path):
@@ -135,7 +141,7 @@ def test_kdd_file_ending_with_one_blank_line_is_accepted(tmp_path):
     path = _write(tmp_path, _text(KDD99, rows) + "\n")
     table = read_table(path, KDD99)
     assert len(table.frame) == 5
-    pd.testing.assert_frame_equal(table.frame, _expected(KDD99, rows))
+    assert_same_records(table.frame, _expected(KDD99, rows))
     # Scoring too: every record read, no bad line, the blank line 6 neither.
     chunks = list(iter_chunks(path, KDD99, chunk_size=2))
     assert [int(n) for c in chunks for n in c.line_numbers] == [1, 2, 3, 4, 5]
@@ -145,7 +151,7 @@ def test_kdd_file_ending_with_one_blank_line_is_accepted(tmp_path):
 def test_a_one_record_kdd_file_with_a_trailing_blank_line(tmp_path):
     rows = _rows(KDD99, 1)
     table = read_table(_write(tmp_path, _text(KDD99, rows) + "\n"), KDD99)
-    pd.testing.assert_frame_equal(table.frame, _expected(KDD99, rows))
+    assert_same_records(table.frame, _expected(KDD99, rows))
 
 
 def test_quoted_field_may_hold_a_comma(tmp_path):
@@ -156,7 +162,7 @@ def test_quoted_field_may_hold_a_comma(tmp_path):
     text = "".join(",".join(f'"{f}"' if "," in f else f for f in fields) + "\n" for fields in [list(UNSW.columns), *rows])
     frame = read_table(_write(tmp_path, text), UNSW).frame
     assert list(frame["proto"]) == [r[j] for r in rows]
-    pd.testing.assert_frame_equal(frame, _expected(UNSW, rows))
+    assert_same_records(frame, _expected(UNSW, rows))
 
 
 def test_chunk_size_does_not_change_the_records(tmp_path):
@@ -164,7 +170,7 @@ def test_chunk_size_does_not_change_the_records(tmp_path):
     path = _write(tmp_path, _text(UNSW, rows))
     whole = read_table(path, UNSW).frame
     assert len(whole) == 25
-    pd.testing.assert_frame_equal(read_table(path, UNSW, chunk_size=4).frame, whole)
+    assert_same_records(read_table(path, UNSW, chunk_size=4).frame, whole)
     chunks = list(iter_chunks(path, UNSW, chunk_size=4, training=True))
     assert [len(c.frame) for c in chunks] == [4] * 6 + [1]
     assert np.concatenate([c.line_numbers for c in chunks]).tolist() == list(range(2, 27))  # line 1 is the header
@@ -175,7 +181,7 @@ def test_headered_file_may_hold_the_schemas_dropped_columns_or_not(tmp_path):
     rows = _rows(UNSW)
     without_id = [c for c in UNSW.columns if c != "id"]
     frame = read_table(_write(tmp_path, _text(UNSW, rows, columns=without_id)), UNSW).frame
-    pd.testing.assert_frame_equal(frame, _expected(UNSW, rows))
+    assert_same_records(frame, _expected(UNSW, rows))
 
 
 # Bad files and lines: one line naming the line and column --------------------------------------
@@ -323,7 +329,7 @@ def test_non_finite_drop_drops_and_counts(tmp_path):
     table = read_table(_write(tmp_path, _text(schema, rows)), schema)
     assert table.n_dropped == 4 and table.n_clipped == 0
     kept = [r for i, r in enumerate(rows) if i not in (2, 3, 5, 7)]
-    pd.testing.assert_frame_equal(table.frame, _expected(schema, kept))
+    assert_same_records(table.frame, _expected(schema, kept))
 
 
 def test_non_finite_clip_clips_infinities_drops_missing_and_counts(tmp_path):
@@ -342,7 +348,7 @@ def test_non_finite_clip_clips_infinities_drops_missing_and_counts(tmp_path):
     kept = [r for i, r in enumerate(rows) if i not in (2, 5)]
     expected = _expected(schema, kept)
     others = [c for c in expected.columns if c not in ("dur", "sbytes")]
-    pd.testing.assert_frame_equal(table.frame[others], expected[others])
+    assert_same_records(table.frame[others], expected[others])
     # Scoring counts the same, per chunk.
     chunks = list(iter_chunks(path, schema, chunk_size=3))
     assert sum(c.n_dropped for c in chunks) == 2 and sum(c.n_clipped for c in chunks) == 2
@@ -427,7 +433,7 @@ def test_scoring_lists_bad_lines_and_reads_the_others(tmp_path):
     good = [i for i in range(20) if i not in bad]
     assert numbers == [i + 2 for i in good]
     frame = pd.concat([c.frame for c in chunks], ignore_index=True)
-    pd.testing.assert_frame_equal(frame, _expected(UNSW, [rows[i] for i in good]))
+    assert_same_records(frame, _expected(UNSW, [rows[i] for i in good]))
     # Training stops at the first.
     with pytest.raises(DataError, match=r": line 4, column sbytes"):
         read_table(path, UNSW)
@@ -440,7 +446,7 @@ def test_scoring_a_headerless_file_without_its_label(tmp_path):
     path = _write(tmp_path, text)
     frame = pd.concat([c.frame for c in iter_chunks(path, NSL, chunk_size=100)], ignore_index=True)
     expected = _expected(NSL, rows).drop(columns=["label"])
-    pd.testing.assert_frame_equal(frame, expected)
+    assert_same_records(frame, expected)
     with pytest.raises(DataError):
         read_table(path, NSL)  # training needs the label
 
@@ -453,4 +459,77 @@ def test_quoted_fields_match_the_csv_module(tmp_path):
     csv.writer(buffer, lineterminator="\n").writerows([list(UNSW.columns), *rows])
     frame = read_table(_write(tmp_path, buffer.getvalue()), UNSW).frame
     assert frame["service"].iloc[1] == 'a "b", c'
-    pd.testing.assert_frame_equal(frame, _expected(UNSW, rows))
+    assert_same_records(frame, _expected(UNSW, rows))
+
+
+# Found by the property tests (test_reading_fuzz.py) ----------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4, 5])
+def test_chunk_boundaries_do_not_change_the_frame_of_a_file_ending_with_a_blank_line(tmp_path, chunk_size):
+    """A chunk that holds only blank lines (here: the trailing blank line, alone in the last
+    chunk when the records fill the chunks before it) must not change the frame's types."""
+    rows = _rows(KDD99, 4)
+    path = _write(tmp_path, _text(KDD99, rows) + "\n")
+    table = read_table(path, KDD99, chunk_size=chunk_size)
+    assert_same_records(table.frame, _expected(KDD99, rows))
+    assert (table.frame[KDD99.numeric_features].dtypes == np.float64).all()
+
+
+def test_stray_blank_lines_filling_a_chunk_do_not_change_the_frame(tmp_path):
+    rows = _rows(UNSW, 6)
+    lines = _text(UNSW, rows).splitlines(keepends=True)
+    path = _write(tmp_path, "".join([*lines[:4], "\n", "\n", "\n", *lines[4:]]))
+    assert_same_records(read_table(path, UNSW, chunk_size=3).frame, _expected(UNSW, rows))
+
+
+@pytest.mark.parametrize("spelling", ["True", "False", "true", "FALSE"])
+def test_a_boolean_word_in_a_numeric_column_is_not_a_number_whatever_the_other_lines_hold(tmp_path, spelling):
+    """Mixed with numbers, 'True' is refused as not a number; it must be so on every line too
+    (pandas reads a column of nothing but True/False as booleans, which are numbers to it)."""
+    j = list(UNSW.columns).index("sbytes")
+    mixed = _rows(UNSW, 3)
+    mixed[1][j] = spelling
+    with pytest.raises(DataError, match=rf": line 3, column sbytes: '{spelling}' is not a number"):
+        read_table(_write(tmp_path, _text(UNSW, mixed)), UNSW)
+    every = _rows(UNSW, 3)
+    for row in every:
+        row[j] = spelling
+    with pytest.raises(DataError, match=rf": line 2, column sbytes: '{spelling}' is not a number"):
+        read_table(_write(tmp_path, _text(UNSW, every)), UNSW)
+
+
+def test_a_headerless_file_that_is_not_the_data_set_names_its_first_records_line(tmp_path):
+    """A blank line 1, then a record of the wrong width on line 2: the message names line 2."""
+    fields = _rows(KDD99, 1)[0] + ["extra"]
+    path = _write(tmp_path, "\n" + ",".join(fields) + "\n")
+    with pytest.raises(DataError) as e:
+        read_table(path, KDD99)
+    message = _one_line(e)
+    assert "43 comma-separated fields" in message
+    assert "line 2" in message and "line 1 " not in message, message
+
+
+def test_a_schema_with_no_numeric_column_reads_its_records(tmp_path):
+    """Every feature categorical (a flow file whose kept columns are all text): valid."""
+    schema = TableSchema.from_dict({
+        "name": "text_only", "header": True, "columns": ["proto", "service", "verdict"],
+        "categorical": {"proto": ["tcp", "udp"], "service": {"hash_buckets": 4}},
+        "label": "verdict", "benign_labels": ["ok"],
+    })  # fmt: skip
+    path = _write(tmp_path, "proto,service,verdict\ntcp,http,ok\nudp,dns,bad\n")
+    frame = read_table(path, schema).frame
+    expected = pd.DataFrame({"proto": ["tcp", "udp"], "service": ["http", "dns"], "verdict": ["ok", "bad"]}, dtype=object)
+    assert_same_records(frame, expected)
+
+
+def test_label_moved_onto_the_attack_category_column_is_read_once(tmp_path):
+    """data=unsw_nb15 data.label_column=attack_cat 'data.benign_labels=[Normal]': the attack
+    family as the label. The frame must hold the column once (a duplicated column breaks every
+    use of frame[label])."""
+    schema = UNSW.with_overrides(label_column="attack_cat", benign_labels=["Normal"])
+    rows = _rows(UNSW)
+    frame = read_table(_write(tmp_path, _text(UNSW, rows)), schema).frame
+    assert frame.columns.is_unique, list(frame.columns)
+    assert frame["attack_cat"].tolist() == [r[list(UNSW.columns).index("attack_cat")] for r in rows]
+    assert "label" not in frame

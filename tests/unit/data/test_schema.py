@@ -218,11 +218,18 @@ def test_drop_columns_are_added_and_leave_the_features():
     assert schema.digest != base.digest
 
 
-def test_drop_columns_naming_an_unknown_column_is_refused():
+def test_drop_columns_naming_an_unknown_column_of_a_headerless_schema_is_refused():
     with pytest.raises(ConfigError) as e:
-        load_schema("unsw_nb15").with_overrides(drop_columns=["Flow ID"])
+        load_schema("nsl_kdd").with_overrides(drop_columns=["Flow ID"])
     message = _one_line(e)
-    assert "data.drop_columns" in message and "Flow ID" in message and "unsw_nb15" in message
+    assert "data.drop_columns" in message and "Flow ID" in message and "nsl_kdd" in message
+
+
+def test_drop_columns_naming_an_extra_column_of_a_headered_schema_reads_past_it():
+    base = load_schema("unsw_nb15")
+    schema = base.with_overrides(drop_columns=["Flow ID"])
+    assert schema.columns == (*base.columns, "Flow ID") and "Flow ID" in schema.drop
+    assert schema.features == base.features
 
 
 def test_label_column_onto_a_feature_takes_it_out_of_the_features():
@@ -234,6 +241,16 @@ def test_label_column_onto_a_feature_takes_it_out_of_the_features():
     moved = base.with_overrides(label_column="proto", benign_labels=["tcp"])
     assert "proto" not in moved.features and moved.label == "proto"
     assert moved.categorical_features == ["service", "state"]
+
+
+def test_label_column_onto_the_attack_category_makes_it_the_label_once():
+    """data=unsw_nb15 data.label_column=attack_cat 'data.benign_labels=[Normal]': the attack
+    family becomes the label; the column must not hold two roles (the reader would return it
+    twice)."""
+    schema = load_schema("unsw_nb15").with_overrides(label_column="attack_cat", benign_labels=["Normal"])
+    assert schema.label == "attack_cat" and "label" in schema.drop
+    assert schema.info_columns == ["attack_cat"], schema.info_columns
+    np.testing.assert_array_equal(schema.is_anomaly(["Normal", "DoS"]), [False, True])
 
 
 def test_label_column_not_a_column_is_refused():
