@@ -142,7 +142,7 @@ def _header_layout(header_line: str, schema: TableSchema, path: Path, training: 
 
 def _headerless_layout(head: list[str], schema: TableSchema, path: Path, training: bool) -> list[str]:
     """A headerless file's columns: the schema's, or (scoring an unlabelled file) those up to
-    its last feature, whichever most of the first lines (line 1 breaks a tie) have."""
+    its last feature, whichever most of the first lines (the first record breaks a tie) have."""
     full = list(schema.columns)
     last_feature = max(full.index(c) for c in schema.features)
     short = full[: last_feature + 1]
@@ -152,11 +152,12 @@ def _headerless_layout(head: list[str], schema: TableSchema, path: Path, trainin
         return full
     counts = Counter(len(split_fields(line)) for line in records)
     first = len(split_fields(records[0]))
+    first_line = next(i for i, line in enumerate(head, start=1) if line.strip())
     best = max(layouts, key=lambda layout: (counts[len(layout)], first == len(layout)))
     if not counts[len(best)]:
         expected = " or ".join(str(len(layout)) for layout in layouts)
         raise DataError(
-            f"{path}: line 1 has {first} comma-separated fields, and none of the first {len(records)} lines has "
+            f"{path}: line {first_line} has {first} comma-separated fields, and none of the first {len(records)} lines has "
             f"the {expected} of a {schema.name} file: is this the right file and data set?"
         )
     return best
@@ -170,6 +171,7 @@ class _ChunkParser:
         self.layout = layout
         self.training = training
         self.numeric = schema.numeric_features
+        self.numeric_set = set(self.numeric)
         self.text = [c for c in layout if c in schema.categorical_features or c in schema.info_columns]
         features = set(schema.features)
         self.kept = [*(c for c in schema.columns if c in features), *(c for c in schema.info_columns if c in layout)]  # file order
@@ -198,20 +200,27 @@ class _ChunkParser:
         bad += [(int(k), f"{c} fields instead of {n}") for k, c, ok in zip(numbers, counts, ~blank & utf8 & balanced) if ok and c != n]
         text = "".join(line if line.endswith("\n") else line + "\n" for line, ok in zip(lines, well_formed) if ok)
         if not text:
-            return RecordChunk(numbers[:0], pd.DataFrame({c: pd.Series(dtype=object) for c in self.kept}), sorted(bad))
+            empty = pd.DataFrame({c: pd.Series(dtype=np.float64 if c in self.numeric_set else object) for c in self.kept})
+            return RecordChunk(numbers[:0], empty, sorted(bad))
         frame = pd.read_csv(
             io.StringIO(text), header=None, names=self.layout, index_col=False, usecols=self.kept,
             dtype={c: str for c in self.text}, keep_default_na=False, na_values=[""], skipinitialspace=False,
         )  # fmt: skip
         numbers = numbers[well_formed]
+        # A numeric column whose every value here is a true/false word comes back as bools: read
+        # it again as text, so that the check names each value as written.
+        words = [c for c in self.numeric if pd.api.types.is_bool_dtype(frame[c])]
+        if words:
+            frame[words] = pd.read_csv(io.StringIO(text), header=None, names=self.layout, index_col=False, usecols=words,
+                                       dtype=str, keep_default_na=False, na_values=[""])[words]  # fmt: skip
         return self._checked(frame, numbers, bad)
 
     def _checked(self, frame: pd.DataFrame, numbers: np.ndarray, bad: list[tuple[int, str]]) -> RecordChunk:
         schema = self.schema
         checks: list[tuple[str, np.ndarray, str]] = []  # (column, records failing, why): a record's first failure is its reason
         parsed = {c: _to_numbers(frame[c]) for c in self.numeric}
-        matrix = np.column_stack([parsed[c][0] for c in self.numeric])
-        not_a_number = np.column_stack([parsed[c][1] for c in self.numeric])
+        matrix = np.column_stack([parsed[c][0] for c in self.numeric]) if self.numeric else np.zeros((len(frame), 0))
+        not_a_number = np.column_stack([parsed[c][1] for c in self.numeric]) if self.numeric else np.zeros((len(frame), 0), dtype=bool)
         missing_number = np.isnan(matrix) & ~not_a_number
         infinite = np.isinf(matrix)
         for j, c in enumerate(self.numeric):
@@ -231,7 +240,7 @@ class _ChunkParser:
                 unknown = ~frame[schema.label].isin(self.closed_labels).to_numpy() & frame[schema.label].notna().to_numpy()
                 why = "unknown label {value!r}; the %s schema's labels are %s" % (schema.name, sorted(self.closed_labels))
                 checks.append((schema.label, unknown, why))
-        problems = np.column_stack([failing for _, failing, _ in checks])
+        problems = np.column_stack([failing for _, failing, _ in checks]) if checks else np.zeros((len(frame), 0), dtype=bool)
         invalid = problems.any(axis=1)
         for i in np.flatnonzero(invalid):
             column, _, why = checks[int(problems[i].argmax())]
@@ -246,7 +255,8 @@ class _ChunkParser:
                 n_clipped = int((infinite.any(axis=1) & ~drop & ~invalid).sum())
                 matrix = np.clip(matrix, -_FLOAT_MAX, _FLOAT_MAX)
         keep = ~invalid & ~drop
-        frame[self.numeric] = matrix
+        if self.numeric:
+            frame[self.numeric] = matrix
         frame = frame.loc[keep, self.kept].reset_index(drop=True)
         for c in self.text:  # plain Python strings, whatever pandas' default string type
             frame[c] = frame[c].astype(object)

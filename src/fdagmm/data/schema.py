@@ -101,6 +101,8 @@ class TableSchema:
                 problems.append(f"{role} column {c!r} is not one of its columns")
         both = set(self.numeric) & set(self.categorical)
         problems += [f"column {c!r} is both numeric and categorical" for c in sorted(both)]
+        if self.label is not None and self.label == self.attack_category:
+            problems.append(f"column {self.label!r} is both the label and the attack category")
         roles = {c for c in (self.label, self.attack_category) if c is not None}
         problems += [f"column {c!r} is a feature and the label or attack category" for c in self.features if c in roles]
         untyped = [c for c in self.columns if c not in self.numeric and c not in self.categorical and c not in self.drop and c not in roles]
@@ -183,6 +185,8 @@ class TableSchema:
                 drop.append(self.label)
             if label_column is not None:
                 drop = [c for c in drop if c != label_column]
+                if label_column == self.attack_category:  # the attack families become the label
+                    changes["attack_category"] = None
                 changes["numeric"] = {c: s for c, s in self.numeric.items() if c != label_column}
                 changes["categorical"] = {c: s for c, s in self.categorical.items() if c != label_column}
                 changes["attack_labels"] = None  # the old label's closed set says nothing of the new one
