@@ -26,7 +26,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fdagmm.config import build, validate_config  # noqa: E402
 from fdagmm.models.dagmm import gmm_sufficient_stats  # noqa: E402
-from fdagmm.data.datamodule import encode_client  # noqa: E402
+from fdagmm.data.datamodule import ClientsDataModule, encode_client  # noqa: E402
 from fdagmm.detection.detector import Detector  # noqa: E402
 from fdagmm.errors import ConfigError  # noqa: E402
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling  # noqa: E402
@@ -82,7 +82,8 @@ def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path, scal
     statistics (as they cross the wire) are the same."""
     cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
     paths, counts = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, tmp_path / "partitions")
-    datamodule = build(cfg.data, partitioner=build(cfg.partition), seed=cfg.seed, train_clients=[0, 1])
+    d = cfg.data
+    datamodule = ClientsDataModule(build_dataset(d), d.batch_size, build(cfg.partition), cfg.seed, [0, 1], d.scaling, d.scaling_records)
     datamodule.setup()
     assert counts == datamodule.summary()
     records = [load_partition(path)[0] for path in paths]
@@ -113,7 +114,8 @@ def test_flower_refuses_what_it_cannot_do(kdd_slice, tmp_path, override, expecte
 def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r'needs Flower: pip install -e "\.\[flower\]"'):
-        run_flower(_cfg(kdd_slice, tmp_path, "fed.backend=flower"))
+        cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower")
+        run_flower(cfg, build_dataset(cfg.data))
     assert not (tmp_path / "flower").exists()  # nothing written before the check
 
 
