@@ -98,7 +98,10 @@ def _client_data(cfg: DictConfig, dataset: ConnectionDataset, train_clients: lis
         dataset, d.batch_size, build(cfg.partition), cfg.seed, train_clients, d.scaling, d.scaling_records
     )
     datamodule.setup()
-    log.info("%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed, _short(datamodule.summary()))
+    log.info(
+        "%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed,
+        _short(datamodule.summary(), shared_test=dataset.has_test_pool),
+    )  # fmt: skip
     return datamodule
 
 
@@ -240,11 +243,16 @@ def _train_federated(
     )
 
 
-def _short(counts: dict[str, dict[str, int]], shown: int = 4) -> str:
-    """Record counts for the log: every client's up to ``shown`` clients, then a total."""
+def _short(counts: dict[str, dict[str, int]], shown: int = 4, shared_test: bool = False) -> str:
+    """Record counts for the log: every client's up to ``shown`` clients, then a total (of the
+    training records only when every client is tested on the same test set)."""
     if len(counts) <= shown:
         return str(counts)
-    total = {key: sum(c[key] for c in counts.values()) for key in next(iter(counts.values()))}
+    first = next(iter(counts.values()))
+    if shared_test:
+        n_train = sum(c["n_train"] for c in counts.values())
+        return f"{len(counts)} clients, {n_train} training records in all, each tested on the same {first['n_test']} ({first['n_test_anomalies']} anomalies)"
+    total = {key: sum(c[key] for c in counts.values()) for key in first}
     return f"{len(counts)} clients, {total} in all"
 
 
