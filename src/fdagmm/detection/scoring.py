@@ -65,7 +65,7 @@ def score_file(
     if features:
         raise DataError(f"drop_columns: {features} are features the model needs; only extra columns can be read past")
     schema = schema.with_overrides(drop_columns=list(drop_columns))
-    unknown = dict.fromkeys(detector.encoder.unknown_counts(pd.DataFrame(columns=list(detector.encoder.categories))), 0)
+    unknown: dict[str, int] = {}  # per column without hash buckets: values outside its vocabulary
     bad_lines: list[tuple[int, str]] = []
     out_of_range: list[tuple[int, str]] = []
     labelled_energy: list[np.ndarray] = []
@@ -107,7 +107,7 @@ def score_file(
                     out_of_range.append((int(chunk.line_numbers[i]), _beyond_range(detector, chunk.frame.iloc[i], beyond[i])))
                 n_out_of_range += len(beyond_rows)
                 for column, count in detector.encoder.unknown_counts(chunk.frame).items():
-                    unknown[column] += count
+                    unknown[column] = unknown.get(column, 0) + count
                 progress.update(task, advance=len(chunk.frame) + len(chunk.bad_lines))
             if n_scored == 0:
                 out.write("line,energy,is_anomaly,out_of_range\n")
