@@ -12,7 +12,8 @@ BATCH_STREAM = 1
 SAMPLING_STREAM = 2
 UPDATE_NOISE_STREAM = 3
 STATS_NOISE_STREAM = 4
-TEST_SPLIT_STREAM = 5  # (seed, TEST_SPLIT_STREAM): which inliers a data set's test_fraction sets aside
+TEST_SPLIT_STREAM = 5  # (seed, TEST_SPLIT_STREAM): which records a data set's test_fraction sets aside
+VALIDATION_SPLIT_STREAM = 6  # (seed, VALIDATION_SPLIT_STREAM): which training inliers data.evaluate_on=validation holds out
 
 
 def derive_seed(*keys: int) -> int:

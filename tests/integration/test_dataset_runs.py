@@ -167,11 +167,12 @@ def test_unsw_nb15_dirichlet_run_with_five_clients(unsw_slice, unsw_run):
     labels = read_table(unsw_slice, UNSW).frame["label"]
     n_benign, n_attacks = int((labels == "0").sum()), int((labels == "1").sum())
     assert n_benign + n_attacks == 4_117 and n_benign > 0 and n_attacks > 0
-    n_test_benign = int(round(0.5 * n_benign))  # data.test_fraction=0.5 of the benign records
+    # data.test_fraction=0.5 of the benign records and of the attacks test
+    n_test_benign, n_test_attacks = int(round(0.5 * n_benign)), int(round(0.5 * n_attacks))
     assert sum(c["n_train"] for c in on_disk["partition"].values()) == n_benign - n_test_benign
     for counts in on_disk["partition"].values():
-        assert counts["n_test"] == n_test_benign + n_attacks
-        assert counts["n_test_anomalies"] == n_attacks
+        assert counts["n_test"] == n_test_benign + n_test_attacks
+        assert counts["n_test_anomalies"] == n_test_attacks
     assert Detector.load(run_dir).encoder.schema == UNSW
 
 

@@ -20,7 +20,7 @@ from fdagmm.data.inference import INFERRED_LOG_SCALE, infer_schema
 from fdagmm.data.loading import load_table
 from fdagmm.data.reading import read_table
 from fdagmm.data.schema import NumericScaling, TableSchema, load_schema
-from fdagmm.errors import DataError
+from fdagmm.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 NSL = load_schema("nsl_kdd")
@@ -97,7 +97,7 @@ def test_unsw_nb15_testing_set_holds_its_published_counts(unsw_frame):
     assert "-" in set(unsw_frame["service"])
 
 
-# UNSW-NB15's split: a seeded half of the benign records and every attack test ------------------
+# UNSW-NB15's split: a seeded half of the benign records and of the attacks test -------------
 
 
 def test_unsw_test_fraction_split_counts_and_seeds(unsw_path, unsw_frame):
@@ -105,10 +105,10 @@ def test_unsw_test_fraction_split_counts_and_seeds(unsw_path, unsw_frame):
     pools = dataset.pools(seed=0)
     assert len(pools.train) == 18_500
     assert (pools.train["label"] == "0").all()  # only benign traffic trains
-    assert len(pools.test) == 18_500 + 45_332
+    assert len(pools.test) == 18_500 + 22_666
     assert (pools.test["label"] == "0").sum() == 18_500
-    assert dataset.is_anomaly(pools.test).sum() == 45_332
-    assert pools.test["attack_cat"].value_counts().drop("Normal").to_dict() == UNSW_ATTACKS
+    assert dataset.is_anomaly(pools.test).sum() == 22_666  # half of the 45,332 attacks
+    assert set(pools.test["attack_cat"]) == {"Normal", *UNSW_ATTACKS}
     # The two halves of the benign records are the benign records, none of them twice.
     benign = unsw_frame[unsw_frame["label"] == "0"]
     assert _row_hashes(pools.train) + _row_hashes(pools.test[pools.test["label"] == "0"]) == _row_hashes(benign)
@@ -117,8 +117,44 @@ def test_unsw_test_fraction_split_counts_and_seeds(unsw_path, unsw_frame):
     pd.testing.assert_frame_equal(again.train, pools.train)
     pd.testing.assert_frame_equal(again.test, pools.test)
     other = dataset.pools(seed=1)
-    assert len(other.train) == 18_500 and len(other.test) == 63_832
+    assert len(other.train) == 18_500 and len(other.test) == 41_166
     assert _row_hashes(other.train) != _row_hashes(pools.train)
+
+
+def test_unsw_validation_holds_out_training_side_records_only(unsw_path, unsw_frame):
+    """Validation: a fifth of the training side's benign records and the training side's
+    attacks; together with the test set and the records that train, every record once."""
+    tested = ConnectionDataset("unsw_nb15", UNSW, [unsw_path], test_fraction=0.5).pools(seed=3)
+    validated = ConnectionDataset("unsw_nb15", UNSW, [unsw_path], test_fraction=0.5, evaluate_on="validation").pools(seed=3)
+    assert len(validated.train) == 14_800 and (validated.train["label"] == "0").all()
+    assert (validated.test["label"] == "0").sum() == 3_700 and (validated.test["label"] == "1").sum() == 22_666
+    assert _row_hashes(validated.train) + _row_hashes(validated.test[validated.test["label"] == "0"]) == _row_hashes(tested.train)
+    assert _row_hashes(validated.train) + _row_hashes(validated.test) + _row_hashes(tested.test) == _row_hashes(unsw_frame)
+
+
+def test_nsl_validation_never_reads_the_test_file(nsl_train_path, tmp_path):
+    """The test file named is not read (it does not even exist); the training file's attacks
+    validate, beside a fifth of its benign records."""
+    dataset = ConnectionDataset(
+        "nsl_kdd", NSL, [nsl_train_path], test_paths=[tmp_path / "absent.txt"], evaluate_on="validation", validation_fraction=0.2
+    )
+    pools = dataset.pools(seed=0)
+    assert len(pools.train) == 13_449 - 2_690 and (pools.train["label"] == "normal").all()
+    assert (pools.test["label"] == "normal").sum() == 2_690
+    assert dataset.is_anomaly(pools.test).sum() == 11_743  # every attack of KDDTrain+_20Percent
+    with pytest.raises(DataError, match="no such file|absent"):
+        ConnectionDataset("nsl_kdd", NSL, [nsl_train_path], test_paths=[tmp_path / "absent.txt"]).pools(seed=0)
+
+
+def test_validation_needs_a_test_set_and_attacks_on_the_training_side(nsl_train_path):
+    with pytest.raises(ConfigError, match="data.evaluate_on=validation .* needs a test set"):
+        ConnectionDataset("nsl_kdd", NSL, [nsl_train_path], evaluate_on="validation")
+    with pytest.raises(ConfigError, match="data.evaluate_on must be one of test, validation"):
+        ConnectionDataset("nsl_kdd", NSL, [nsl_train_path], test_fraction=0.5, evaluate_on="holdout")
+    every_label = sorted(set(read_table(nsl_train_path, NSL).frame["label"]))
+    benign_only = NSL.with_overrides(benign_labels=every_label)  # no record is an anomaly
+    with pytest.raises(DataError, match="needs anomalies on the training side"):
+        ConnectionDataset("nsl_kdd", benign_only, [nsl_train_path], test_fraction=0.5, evaluate_on="validation").pools(seed=0)
 
 
 def test_data_configs_build_their_data_sets(unsw_path, nsl_train_path, nsl_test_path):

@@ -8,15 +8,19 @@ Where a run's test records come from, in this order:
 
 1. ``data.test_path``: a labelled test file; every client is tested on all of it.
 2. ``data.test_fraction``: a seeded fraction of the training file's inliers (the class that
-   trains: benign traffic, or the attacks under ``anomaly: normal``), with every anomaly, is
-   the test set, shared by every client; the rest of the inliers train.
+   trains: benign traffic, or the attacks under ``anomaly: normal``) and the same fraction of
+   its anomalies are the test set, shared by every client; the rest is the training side.
 3. Neither: each client's own records are split by the partition (``partition.train_fraction``
    of its inliers train; the rest and its share of the anomalies test): the KDDCUP99 study's
    protocol.
 
-With a test set (1 or 2) only inliers train: the training file's anomalies are left out, and
+With a test set (1 or 2) only inliers train: the training side's anomalies are left out, and
 the run's log says how many. Without labels (``data.label_column=null``) every record trains
 and nothing is evaluated.
+
+``data.evaluate_on=validation`` (for choosing a configuration) never reads the test set: a
+seeded ``data.validation_fraction`` of the training side's inliers is held out of training
+and, with the training side's anomalies, is the test set of the run.
 """
 
 from __future__ import annotations
@@ -35,9 +39,14 @@ from fdagmm.data.inference import infer_schema
 from fdagmm.data.loading import load_table
 from fdagmm.data.schema import KEEP, TableSchema, load_schema
 from fdagmm.errors import ConfigError, DataError
-from fdagmm.seeding import TEST_SPLIT_STREAM, derive_seed
+from fdagmm.seeding import TEST_SPLIT_STREAM, VALIDATION_SPLIT_STREAM, derive_seed
 
 log = logging.getLogger(__name__)
+
+# data.evaluate_on: what a run is tested on.
+TEST = "test"
+VALIDATION = "validation"
+EVALUATION_SETS = (TEST, VALIDATION)
 
 
 @dataclass
@@ -61,17 +70,28 @@ class ConnectionDataset:
         test_paths: list[Path] = (),
         test_fraction: float | None = None,
         cache_dir: Path | None = None,
+        evaluate_on: str = "test",
+        validation_fraction: float = 0.2,
     ):
+        if evaluate_on not in EVALUATION_SETS:
+            raise ConfigError(f"data.evaluate_on must be one of {', '.join(EVALUATION_SETS)}, got {evaluate_on!r}")
         if test_paths and test_fraction is not None:
             raise ConfigError("data.test_path and data.test_fraction both choose the test set: set one of them to null")
         if not schema.labelled and (test_paths or test_fraction is not None):
             raise ConfigError("an unlabelled data set (data.label_column=null) has nothing to test: set data.test_path and data.test_fraction to null")
+        if evaluate_on == VALIDATION and not (test_paths or test_fraction is not None):
+            raise ConfigError(
+                "data.evaluate_on=validation holds out part of the training side, which needs a test set of its own "
+                "(data.test_path or data.test_fraction); without one the partition splits each client's records"
+            )
         self.name = name
         self.schema = schema
         self.train_paths = list(train_paths)
         self.test_paths = list(test_paths)
         self.test_fraction = test_fraction
         self.cache_dir = cache_dir
+        self.evaluate_on = evaluate_on
+        self.validation_fraction = validation_fraction
 
     @property
     def has_test_pool(self) -> bool:
@@ -93,21 +113,41 @@ class ConnectionDataset:
 
     def pools(self, seed: int) -> Pools:
         train = self.read(self.train_paths)
-        if self.test_paths:
-            return Pools(self._inliers(train, "data.train_path"), self.read(self.test_paths))
-        if self.test_fraction is None:
+        if not self.has_test_pool:
             return Pools(train, None)
-        # A seeded share of the inliers, and every anomaly, test; the other inliers train.
-        rng = np.random.default_rng(derive_seed(seed, TEST_SPLIT_STREAM))
-        inliers = rng.permutation(np.flatnonzero(~self.is_anomaly(train)))
-        n_test = int(round(self.test_fraction * len(inliers)))
-        test_rows = np.sort(np.concatenate([inliers[:n_test], np.flatnonzero(self.is_anomaly(train))]))
-        train_rows = np.sort(inliers[n_test:])
+        if self.test_paths:
+            side = train
+        else:
+            # A seeded share of the inliers and of the anomalies test; the rest is the training side.
+            rng = np.random.default_rng(derive_seed(seed, TEST_SPLIT_STREAM))
+            test_inliers, side_inliers = _seeded_share(rng, np.flatnonzero(~self.is_anomaly(train)), self.test_fraction)
+            test_anomalies, side_anomalies = _seeded_share(rng, np.flatnonzero(self.is_anomaly(train)), self.test_fraction)
+            log.info(
+                "%s: %d inliers and %d anomalies test (data.test_fraction=%s); %d inliers and %d anomalies are the training side",
+                self.name, len(test_inliers), len(test_anomalies), self.test_fraction, len(side_inliers), len(side_anomalies),
+            )
+            side = train.iloc[np.sort(np.concatenate([side_inliers, side_anomalies]))].reset_index(drop=True)
+        if self.evaluate_on == VALIDATION:
+            return self._validation(side, seed)
+        test = self.read(self.test_paths) if self.test_paths else train.iloc[np.sort(np.concatenate([test_inliers, test_anomalies]))]
+        return Pools(self._inliers(side, "data.train_path" if self.test_paths else "the training side"), test.reset_index(drop=True))
+
+    def _validation(self, side: pd.DataFrame, seed: int) -> Pools:
+        """The training side's inliers less a seeded share, which tests with its anomalies."""
+        anomalies = np.flatnonzero(self.is_anomaly(side))
+        if len(anomalies) == 0:
+            raise DataError(
+                f"{self.name}: data.evaluate_on=validation needs anomalies on the training side to validate against, "
+                "and it holds none: give a training file that holds labelled attacks"
+            )
+        rng = np.random.default_rng(derive_seed(seed, VALIDATION_SPLIT_STREAM))
+        held_out, trains = _seeded_share(rng, np.flatnonzero(~self.is_anomaly(side)), self.validation_fraction)
         log.info(
-            "%s: %d inlier records train; %d inliers and %d anomalies test (data.test_fraction=%s)",
-            self.name, len(train_rows), n_test, len(test_rows) - n_test, self.test_fraction,
+            "%s: validation (the test set is not read): %d inliers train; %d held-out inliers and %d anomalies of the training side test",
+            self.name, len(trains), len(held_out), len(anomalies),
         )
-        return Pools(train.iloc[train_rows].reset_index(drop=True), train.iloc[test_rows].reset_index(drop=True))
+        validation = side.iloc[np.sort(np.concatenate([held_out, anomalies]))].reset_index(drop=True)
+        return Pools(side.iloc[np.sort(trains)].reset_index(drop=True), validation)
 
     def _inliers(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         if not self.schema.labelled:
@@ -135,6 +175,13 @@ class ConnectionDataset:
         return self.schema.is_anomaly(frame[self.schema.label].to_numpy(dtype=str))
 
 
+def _seeded_share(rng: np.random.Generator, rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``round(fraction * len(rows))`` of ``rows`` drawn at random, and the others."""
+    rows = rng.permutation(rows)
+    n = int(round(fraction * len(rows)))
+    return rows[:n], rows[n:]
+
+
 def build_dataset(data: DictConfig) -> ConnectionDataset:
     """The data set the ``data`` config group describes (its schema with the run's overrides)."""
     train_paths = _paths(data.train_path, "data.train_path")
@@ -145,6 +192,8 @@ def build_dataset(data: DictConfig) -> ConnectionDataset:
         "benign_labels": KEEP if data.benign_labels is None else list(data.benign_labels),
         "drop_columns": list(data.drop_columns),
         "non_finite": KEEP if data.non_finite is None else data.non_finite,
+        # .get: configs saved before these keys existed (an exported model.pt's) still build.
+        "anomaly": KEEP if data.get("anomaly") is None else data.anomaly,
     }
     if data.schema is not None:
         schema = load_schema(data.schema).with_overrides(**overrides)
@@ -167,18 +216,21 @@ def build_dataset(data: DictConfig) -> ConnectionDataset:
         test_paths=_paths(data.test_path, "data.test_path"),
         test_fraction=data.test_fraction,
         cache_dir=None if data.cache_dir is None else Path(data.cache_dir),
+        evaluate_on=data.get("evaluate_on", TEST),
+        validation_fraction=data.get("validation_fraction", 0.2),
     )
 
 
 def _inferred(path: Path, name: str, overrides: dict[str, Any]) -> TableSchema:
     if not path.is_file():
         raise DataError(f"data.train_path: no file at {path}")
-    return infer_schema(
+    schema = infer_schema(
         path, name=name, label_column=overrides["label_column"],
         benign_labels=[] if overrides["benign_labels"] is KEEP else overrides["benign_labels"],
         drop_columns=overrides["drop_columns"],
         non_finite="refuse" if overrides["non_finite"] is KEEP else overrides["non_finite"],
     )  # fmt: skip
+    return schema.with_overrides(anomaly=overrides["anomaly"])
 
 
 def _paths(value: Any, key: str) -> list[Path]:
