@@ -168,6 +168,7 @@ class TableSchema:
         benign_labels: list[str] = KEEP,
         drop_columns: list[str] = (),
         non_finite: str = KEEP,
+        anomaly: str = KEEP,
     ) -> TableSchema:
         """This schema with a run's overrides (``KEEP``: as the schema says). A label column set
         to null is read past; a label column moved onto a feature takes it out of the features."""
@@ -195,6 +196,8 @@ class TableSchema:
             changes["benign_labels"] = tuple(str(v) for v in benign_labels)
         if non_finite is not KEEP:
             changes["non_finite"] = non_finite
+        if anomaly is not KEEP:
+            changes["anomaly"] = anomaly
         changes["drop"] = tuple(drop)
         try:
             return dataclasses.replace(self, **changes)

@@ -273,6 +273,17 @@ def test_benign_labels_and_non_finite_overrides():
     np.testing.assert_array_equal(schema.is_anomaly(["normal", "snmpguess", "neptune"]), [False, False, True])
 
 
+def test_anomaly_override_flips_the_class_that_trains():
+    study = load_schema("kdd99")
+    benign_trains = study.with_overrides(anomaly="attacks")
+    labels = ["normal", "smurf", "neptune"]
+    np.testing.assert_array_equal(study.is_anomaly(labels), [True, False, False])
+    np.testing.assert_array_equal(benign_trains.is_anomaly(labels), [False, True, True])
+    assert benign_trains.digest != study.digest  # a different data set to the parse cache and model.pt
+    with pytest.raises(ConfigError, match=r"anomaly must be one of attacks, normal, got .benign. \(after the data.\* overrides\)"):
+        study.with_overrides(anomaly="benign")
+
+
 # Round trip, fingerprint, first difference ----------------------------------------------------
 
 
