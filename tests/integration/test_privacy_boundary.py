@@ -23,7 +23,7 @@ from fdagmm.models.dagmm import GMMStats
 from fdagmm.run.experiment import train
 from fdagmm.data.dataset import build_dataset
 
-METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold"}
+METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold", "test/auroc_reconstruction"}
 
 
 def _cfg(data_path, output_dir, *overrides):

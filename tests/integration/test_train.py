@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from fdagmm.run.experiment import train
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold"}
+METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold", "test/auroc_reconstruction"}
 
 
 def _cfg(data_path, output_dir, *overrides):

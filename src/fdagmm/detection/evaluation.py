@@ -21,10 +21,14 @@ from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats, gmm_sufficient
 # launches (float64 keeps a record's energy independent of the chunking either way).
 SCORING_CHUNK = {"cpu": 8192, "cuda": 131_072}
 
+# A DAGMM run's ablation metric: the AUROC of its reconstruction error alone.
+RECONSTRUCTION_AUROC = "test/auroc_reconstruction"
+
 
 @torch.no_grad()
-def latent(net: DAGMM, x: Tensor) -> tuple[Tensor, Tensor]:
-    """z and gamma of every row of ``x`` (dropout off, on the net's device), float64 on the CPU.
+def latent(net: DAGMM, x: Tensor, with_error: bool = False) -> tuple[Tensor, ...]:
+    """z and gamma of every row of ``x`` (dropout off, on the net's device), float64 on the CPU;
+    with ``with_error``, also the squared reconstruction error ||x - x'||^2.
 
     Scoring runs a float64 copy of the network: float32 matrix kernels round a row
     differently depending on its position in the batch, so a record's energy would depend
@@ -32,12 +36,15 @@ def latent(net: DAGMM, x: Tensor) -> tuple[Tensor, Tensor]:
     """
     device = next(net.parameters()).device
     net64 = copy.deepcopy(net).double().eval()
-    zs, gammas = [], []
+    zs, gammas, errors = [], [], []
     for chunk in x.split(SCORING_CHUNK.get(device.type, SCORING_CHUNK["cpu"])):
         out = net64(chunk.to(device, torch.float64))
         zs.append(out.z)
         gammas.append(out.gamma)
-    return torch.cat(zs).cpu(), torch.cat(gammas).cpu()  # one copy back from a GPU, not one per chunk
+        errors.append(out.squared_error)
+    # One copy back from a GPU, not one per chunk.
+    parts = (zs, gammas, errors) if with_error else (zs, gammas)
+    return tuple(torch.cat(p).cpu() for p in parts)
 
 
 def dataset_gmm_stats(net: DAGMM, x: Tensor) -> GMMStats:
@@ -48,6 +55,24 @@ def dataset_gmm_stats(net: DAGMM, x: Tensor) -> GMMStats:
 def energies(net: DAGMM, x: Tensor, mixture: GaussianMixture, cov_jitter: float) -> np.ndarray:
     z, _ = latent(net, x)
     return sample_energy(z, mixture, cov_jitter).numpy()
+
+
+def energies_and_errors(net: DAGMM, x: Tensor, mixture: GaussianMixture, cov_jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """The energies of ``energies`` and the squared reconstruction errors, from one pass."""
+    z, _, error = latent(net, x, with_error=True)
+    return sample_energy(z, mixture, cov_jitter).numpy(), error.numpy()
+
+
+def with_reconstruction_auroc(
+    by_ref: dict[str, dict[str, float]], is_anomaly: np.ndarray, squared_error: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """``by_ref`` with ``test/auroc_reconstruction``, the AUROC of the same network's squared
+    reconstruction error in place of the energy (does the mixture add to the autoencoder?),
+    when the test records hold both classes."""
+    if not 0 < is_anomaly.sum() < len(is_anomaly):
+        return by_ref
+    auroc = float(roc_auc_score(is_anomaly, squared_error))
+    return {ref: {**metrics, RECONSTRUCTION_AUROC: auroc} for ref, metrics in by_ref.items()}
 
 
 def anomaly_threshold(reference_energy: np.ndarray, anomaly_ratio: float) -> float:

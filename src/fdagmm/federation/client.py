@@ -21,7 +21,13 @@ import torch
 from torch import Tensor
 
 from fdagmm.data.datamodule import ClientData, batch_loader
-from fdagmm.detection.evaluation import dataset_gmm_stats, energies, metrics_by_threshold_ref
+from fdagmm.detection.evaluation import (
+    dataset_gmm_stats,
+    energies,
+    energies_and_errors,
+    metrics_by_threshold_ref,
+    with_reconstruction_auroc,
+)
 from fdagmm.federation.privacy import ClientLevelDP, clip_stats, clip_update
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats
@@ -140,10 +146,11 @@ class Client:
         records) or ``pooled`` (also ``others_train_energies``, the other clients' training
         records). With ``log_scores_at``, the test energies go to this client's TensorBoard."""
         net = self.own_net(net)
-        test_energy = energies(net, self.data.test_x, mixture, self.cov_jitter)
+        test_energy, test_error = energies_and_errors(net, self.data.test_x, mixture, self.cov_jitter)
         train_energy = energies(net, self.data.train_x, mixture, self.cov_jitter)
         if log_scores_at is not None:
             log_score_distribution(self.logger, test_energy, self.data.test_is_anomaly, log_scores_at)
-        return metrics_by_threshold_ref(
+        by_ref = metrics_by_threshold_ref(
             self.data.test_is_anomaly, test_energy, train_energy, others_train_energies, anomaly_ratio, threshold_refs
         )
+        return with_reconstruction_auroc(by_ref, self.data.test_is_anomaly, test_error)

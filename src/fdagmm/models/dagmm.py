@@ -18,6 +18,11 @@ from fdagmm.errors import NumericalError
 # Denominator guard for norms and component weights: far below any real value in float64.
 TINY = 1e-12
 
+# model.net.distance_feature: the reconstruction distance the estimation network sees, as the
+# paper has it (||x - x'|| / ||x||) or its logarithm (a heavy-tailed distance made closer to
+# Gaussian for the mixture).
+DISTANCE_FEATURES = ("relative", "log_relative")
+
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers of the given sizes with tanh between them and a linear last layer."""
@@ -32,7 +37,7 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 @dataclass
 class DAGMMOutput:
     x_hat: Tensor  # reconstruction, (N, D)
-    z: Tensor  # [z_c, relative Euclidean distance, cosine similarity], (N, latent + 2)
+    z: Tensor  # [z_c, relative Euclidean distance, cosine similarity], (N, latent + 2); z_c alone without reconstruction features
     gamma: Tensor  # soft membership in the K components, (N, K)
     squared_error: Tensor  # ||x - x'||^2 per sample, (N,): the reconstruction loss's terms
 
@@ -48,12 +53,19 @@ class DAGMM(nn.Module):
         estimation_hidden: int = 10,
         n_components: int = 4,
         dropout: float = 0.5,
+        distance_feature: str = "relative",
+        reconstruction_features: bool = True,
     ):
         super().__init__()
+        if distance_feature not in DISTANCE_FEATURES:
+            raise ValueError(f"unknown distance_feature {distance_feature!r}: one of {', '.join(DISTANCE_FEATURES)}")
+        self.log_distance = distance_feature == "log_relative"
+        # False: the mixture sees the code alone (an ablation: what the reconstruction features add).
+        self.reconstruction_features = reconstruction_features
         self.encoder = _mlp([input_dim, *hidden_dims, latent_dim])
         self.decoder = _mlp([latent_dim, *reversed(hidden_dims), input_dim])
         self.estimation = nn.Sequential(
-            nn.Linear(latent_dim + 2, estimation_hidden),
+            nn.Linear(latent_dim + (2 if reconstruction_features else 0), estimation_hidden),
             nn.Tanh(),
             nn.Dropout(dropout),
             nn.Linear(estimation_hidden, n_components),
@@ -64,12 +76,13 @@ class DAGMM(nn.Module):
         z_c = self.encoder(x)
         x_hat = self.decoder(z_c)
         error = (x - x_hat).norm(dim=1)
-        z = torch.cat([z_c, reconstruction_features(x, x_hat, error)], dim=1)
+        z = torch.cat([z_c, reconstruction_features(x, x_hat, error, self.log_distance)], dim=1) if self.reconstruction_features else z_c
         return DAGMMOutput(x_hat=x_hat, z=z, gamma=self.estimation(z), squared_error=error.square())
 
 
-def reconstruction_features(x: Tensor, x_hat: Tensor, error: Tensor) -> Tensor:
-    """[||x - x'|| / ||x||, cos(x, x')] per sample, given ``error`` = ||x - x'||.
+def reconstruction_features(x: Tensor, x_hat: Tensor, error: Tensor, log_distance: bool = False) -> Tensor:
+    """[||x - x'|| / ||x||, cos(x, x')] per sample, given ``error`` = ||x - x'||; with
+    ``log_distance``, the log of the relative distance (floored at TINY).
 
     Written as row reductions that share their terms with the reconstruction loss: fewer
     passes over the (N, D) tensors than ``F.cosine_similarity`` and a second norm. A
@@ -77,7 +90,10 @@ def reconstruction_features(x: Tensor, x_hat: Tensor, error: Tensor) -> Tensor:
     """
     x_norm = x.norm(dim=1).clamp_min(TINY)
     cosine = (x * x_hat).sum(dim=1) / (x_norm * x_hat.norm(dim=1)).clamp_min(TINY)
-    return torch.stack([error / x_norm, cosine], dim=1)
+    distance = error / x_norm
+    if log_distance:
+        distance = distance.clamp_min(TINY).log()
+    return torch.stack([distance, cosine], dim=1)
 
 
 @dataclass

@@ -163,6 +163,41 @@ def test_objective_matches_a_float64_reference(module):
     np.testing.assert_allclose(z[:, 2], cos, rtol=1e-5, atol=1e-6)
 
 
+def test_log_distance_feature_is_the_log_of_the_papers_and_the_rest_is_unchanged():
+    """distance_feature=log_relative: z's distance entry is log(||x - x'|| / ||x||) (float64
+    reference), and the code, the cosine and the reconstruction are those of the same weights
+    with the paper's feature; a zero-norm record stays finite."""
+    x = _batch(64, 20).double()
+    x[:3] = 0.0
+    torch.manual_seed(1)
+    paper = DAGMM(20, (16, 8), latent_dim=4).double().eval()
+    logged = DAGMM(20, (16, 8), latent_dim=4, distance_feature="log_relative").double().eval()
+    logged.load_state_dict(paper.state_dict())
+    with torch.no_grad():
+        a, b = paper(x), logged(x)
+    torch.testing.assert_close(b.x_hat, a.x_hat)
+    torch.testing.assert_close(b.z[:, :4], a.z[:, :4])
+    torch.testing.assert_close(b.z[:, 5], a.z[:, 5])
+    xd, x_hat = x.numpy(), a.x_hat.numpy()
+    reference = np.log(np.linalg.norm(xd[3:] - x_hat[3:], axis=1) / np.linalg.norm(xd[3:], axis=1))
+    np.testing.assert_allclose(b.z[3:, 4].numpy(), reference, rtol=1e-12)
+    assert torch.isfinite(b.z).all()
+    with pytest.raises(ValueError, match="unknown distance_feature 'log'"):
+        DAGMM(20, distance_feature="log")
+
+
+def test_without_reconstruction_features_the_mixture_sees_the_code_alone():
+    x = _batch(32, 20)
+    torch.manual_seed(2)
+    net = DAGMM(20, (16, 8), latent_dim=3, reconstruction_features=False).eval()
+    with torch.no_grad():
+        out = net(x)
+        code = net.encoder(x)
+    torch.testing.assert_close(out.z, code)
+    assert net.estimation[0].in_features == 3 and out.gamma.shape == (32, 4)
+    assert torch.isfinite(dagmm_objective(x, out, 0.1, 0.005, JITTER).total)
+
+
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_one_step_reaches_and_changes_every_parameter(module):
     module.net.train()

@@ -17,7 +17,7 @@ from fdagmm.errors import ConfigError
 from fdagmm.run import experiment
 from fdagmm.run.experiment import train
 
-METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision"}
+METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/auroc_reconstruction"}
 
 
 @pytest.fixture(scope="module")
