@@ -1,5 +1,6 @@
 """Classical detectors a practitioner tries first, as references for DAGMM: scikit-learn's
-Isolation Forest and PCA reconstruction error, fitted on the same encoded records.
+Isolation Forest and PCA reconstruction error, PyOD's ECOD and plain autoencoder, fitted on
+the same encoded records.
 
 Each ``fit``s on training records and ``score``s records so that a higher score means more
 anomalous, as DAGMM's energy does, so that the same thresholds and metrics apply
@@ -52,3 +53,47 @@ class PCAReconstructionScorer:
         x = np.asarray(x, dtype=np.float64)
         residual = x - self.model.inverse_transform(self.model.transform(x))
         return np.einsum("ij,ij->i", residual, residual)
+
+
+class ECODScorer:
+    """ECOD (Li et al., 2022; PyOD): how far out in the tails of the training records'
+    per-feature empirical distributions a record lies. No parameter to tune, no randomness."""
+
+    def __init__(self):
+        self.model = None
+
+    def fit(self, x: np.ndarray) -> ECODScorer:
+        from pyod.models.ecod import ECOD  # imported when used: PyOD pulls in numba
+
+        self.model = ECOD().fit(np.asarray(x, dtype=np.float64))
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.model.decision_function(np.asarray(x, dtype=np.float64))
+
+
+class AutoEncoderScorer:
+    """A plain autoencoder (PyOD's, standardised inputs): the reconstruction error scores, with
+    no mixture over a code. The reference for what DAGMM's estimation network adds."""
+
+    def __init__(self, hidden: tuple[int, ...] = (64, 32), epochs: int = 20, batch_size: int = 256, lr: float = 1e-3, seed: int = 0):
+        self.hidden = list(hidden)
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.model = None
+
+    def fit(self, x: np.ndarray) -> AutoEncoderScorer:
+        from pyod.models.auto_encoder import AutoEncoder
+
+        # PyOD drops the last incomplete batch: a training set smaller than a batch would train
+        # on nothing (and fail), so the batch is at most the training set.
+        self.model = AutoEncoder(
+            hidden_neuron_list=self.hidden, epoch_num=self.epochs, batch_size=min(self.batch_size, len(x)), lr=self.lr,
+            random_state=self.seed, device="cpu", verbose=0,
+        ).fit(np.asarray(x, dtype=np.float32))  # fmt: skip
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.decision_function(np.asarray(x, dtype=np.float32)), dtype=np.float64)

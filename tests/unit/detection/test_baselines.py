@@ -1,14 +1,17 @@
 """The classical baselines on synthetic points: shapes, float64, determinism per seed, and
-outliers scoring above inliers."""
+outliers scoring above inliers (scikit-learn's Isolation Forest and PCA, PyOD's ECOD and
+autoencoder)."""
 
 import numpy as np
 import pytest
 
-from fdagmm.detection.baselines import IsolationForestScorer, PCAReconstructionScorer
+from fdagmm.detection.baselines import AutoEncoderScorer, ECODScorer, IsolationForestScorer, PCAReconstructionScorer
 
 DETECTORS = {
     "iforest": lambda seed: IsolationForestScorer(n_estimators=50, max_samples=128, seed=seed),
     "pca": lambda seed: PCAReconstructionScorer(explained_variance=0.9),
+    "ecod": lambda seed: ECODScorer(),
+    "autoencoder": lambda seed: AutoEncoderScorer(hidden=(8, 4), epochs=10, batch_size=128, seed=seed),
 }
 
 
@@ -60,3 +63,20 @@ def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane
     offset = inliers - train.astype(np.float64).mean(axis=0)
     residual = offset - offset @ vt[:2].T @ vt[:2]
     np.testing.assert_allclose(detector.score(inliers), (residual**2).sum(axis=1), rtol=1e-6, atol=1e-12)
+
+
+def test_ecod_is_the_tail_probability_of_the_farthest_feature_pyod_reports():
+    """ECOD through the scorer equals PyOD's own ECOD on the same float64 records."""
+    from pyod.models.ecod import ECOD
+
+    train, inliers, outliers = _points()
+    x = np.concatenate([inliers, outliers])
+    np.testing.assert_array_equal(ECODScorer().fit(train).score(x), ECOD().fit(train.astype(np.float64)).decision_function(x))
+
+
+def test_autoencoder_trains_on_fewer_records_than_a_batch():
+    """A data-poor site's 134 records with a 256-record batch: it trains (PyOD alone would
+    drop the only, incomplete batch and fail) and scores outliers above inliers."""
+    train, inliers, outliers = _points()
+    detector = AutoEncoderScorer(hidden=(8, 4), epochs=30, batch_size=256, seed=0).fit(train[:134])
+    assert np.median(detector.score(outliers)) > np.quantile(detector.score(inliers), 0.9)
