@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fdagmm.data.partition import DirichletPartitioner, IidPartitioner, StudyScenario
+from fdagmm.data.partition import DataPoorSite, DirichletPartitioner, IidPartitioner, StudyScenario
 from fdagmm.errors import ConfigError, DataError
 
 NORMAL = "normal"
@@ -30,6 +30,7 @@ def _check_cover(labels, splits, train_fraction=0.5):
         StudyScenario("s3", [0.05, 0.95], [1.0, 0.0]),
         IidPartitioner("iid", num_clients=7),
         DirichletPartitioner("dir", num_clients=5, alpha=0.5),
+        DataPoorSite("poor", poor_fraction=0.05, other_sites=3),
     ],
 )
 def test_every_scheme_is_an_exact_cover_with_attacks_training(partitioner):
@@ -50,6 +51,20 @@ def test_iid_shares_are_equal_and_normals_follow_attacks():
         held = labels[np.concatenate([s.train_idx, s.test_idx])]
         assert abs((held != NORMAL).sum() - n_attacks / 4) <= 1
         assert abs((held == NORMAL).sum() - n_normals / 4) <= 2
+
+
+@pytest.mark.parametrize("poor_fraction, other_sites", [(0.01, 1), (0.05, 2), (0.1, 4)])
+def test_data_poor_site_holds_its_fraction_and_the_others_share_the_rest(poor_fraction, other_sites):
+    """With a test set of the data set's own (all_train), client 0 trains on round(fraction x
+    inliers) records and each other site on an equal share of the rest (to one record)."""
+    labels = _labels()
+    inlier = labels == NORMAL
+    splits = DataPoorSite("poor", poor_fraction, other_sites).split(labels, ~inlier, seed=2, all_train=True)
+    assert len(splits) == 1 + other_sites
+    assert len(splits[0].train_idx) == round(poor_fraction * inlier.sum())
+    rich = [len(s.train_idx) for s in splits[1:]]
+    assert max(rich) - min(rich) <= 1 and sum(rich) == inlier.sum() - len(splits[0].train_idx)
+    assert all(inlier[s.train_idx].all() and len(s.test_idx) == 0 for s in splits)
 
 
 def test_study_scenario_counts_follow_its_fractions():

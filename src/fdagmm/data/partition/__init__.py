@@ -1,6 +1,6 @@
 """Partitioners: how a data set's records are split into clients, one file per scheme.
 
-``StudyScenario`` (the study's s1-s4), ``IidPartitioner`` and ``DirichletPartitioner`` share
+``StudyScenario`` (the study's s1-s4), ``DataPoorSite``, ``IidPartitioner`` and ``DirichletPartitioner`` share
 ``Partitioner``'s protocol: a scheme decides which client holds each inlier record (the class
 that trains); anomalies follow in proportion to each client's inliers; a random
 ``train_fraction`` of a client's inliers trains, the rest and its anomalies test (unless the
@@ -8,8 +8,9 @@ data set has a test set of its own: then every inlier trains).
 """
 
 from fdagmm.data.partition.base import ClientSplit, Partitioner
+from fdagmm.data.partition.data_poor import DataPoorSite
 from fdagmm.data.partition.dirichlet import DirichletPartitioner
 from fdagmm.data.partition.iid import IidPartitioner
 from fdagmm.data.partition.study import StudyScenario
 
-__all__ = ["ClientSplit", "DirichletPartitioner", "IidPartitioner", "Partitioner", "StudyScenario"]
+__all__ = ["ClientSplit", "DataPoorSite", "DirichletPartitioner", "IidPartitioner", "Partitioner", "StudyScenario"]
