@@ -31,6 +31,8 @@ from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.features import SCALING_RECORDS, SCALINGS
 from fdagmm.data.schema import NON_FINITE_POLICIES
+from fdagmm.data.dataset import EVALUATION_SETS
+from fdagmm.models.dagmm import DISTANCE_FEATURES
 
 
 # An argument of an instantiated group that the library it is passed to checks itself.
@@ -59,11 +61,14 @@ class DataConfig:
     schema: Optional[str] = None  # a built-in schema (kdd99, nsl_kdd, unsw_nb15) or a schema YAML; None: inferred (data=csv)
     train_path: Any = None  # a file or a list of files, gzip or plain
     test_path: Any = None  # a labelled test file or list of files; None: test_fraction, else the partition splits
-    test_fraction: Optional[float] = ranged(None, OPEN_FRACTION)  # share of the training file's inliers set aside to test
+    test_fraction: Optional[float] = ranged(None, OPEN_FRACTION)  # share of the training file's inliers and anomalies set aside to test
+    evaluate_on: str = "test"  # test | validation: hold out validation_fraction of the training inliers, test on them and the training side's anomalies
+    validation_fraction: float = ranged(0.2, OPEN_FRACTION)
     label_column: Optional[str] = MISSING  # unset: the schema's; None: unlabelled (nothing is evaluated)
     benign_labels: Optional[list[str]] = None  # None: the schema's
     drop_columns: list[str] = field(default_factory=list)  # read past, on top of the schema's
     non_finite: Optional[str] = None  # refuse | drop | clip; None: the schema's
+    anomaly: Optional[str] = None  # attacks (benign traffic trains) | normal; None: the schema's
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content and schema; None: no cache
     batch_size: int = ranged(1024, AT_LEAST_1)
     scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max)
@@ -112,6 +117,7 @@ class MethodConfig:
         default=None,
         metadata={ARGUMENT_RANGES: {
             "n_estimators": AT_LEAST_1, "max_samples": AT_LEAST_1, "seed": SEED, "explained_variance": OPEN_FRACTION,
+            "hidden": AT_LEAST_1, "epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE,
         }},
     )  # fmt: skip
 
@@ -199,6 +205,15 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.non_finite must be one of {', '.join(NON_FINITE_POLICIES)} (or null: the schema's), got {cfg.data.non_finite!r}",
     )
     _check(cfg.data.scaling in SCALINGS, f"data.scaling must be one of {', '.join(SCALINGS)}, got {cfg.data.scaling!r}")
+    _check(
+        cfg.data.evaluate_on in EVALUATION_SETS,
+        f"data.evaluate_on must be one of {', '.join(EVALUATION_SETS)}, got {cfg.data.evaluate_on!r}",
+    )
+    distance_feature = cfg.model.net.get("distance_feature", DISTANCE_FEATURES[0])
+    _check(
+        distance_feature in DISTANCE_FEATURES,
+        f"model.net.distance_feature must be one of {', '.join(DISTANCE_FEATURES)}, got {distance_feature!r}",
+    )
 
     _check(cfg.model.compile in (True, False, "auto"), f"model.compile must be true, false or auto, got {cfg.model.compile!r}")
     _check(cfg.model.cuda_graph in (True, False), f"model.cuda_graph must be true or false, got {cfg.model.cuda_graph!r}")
