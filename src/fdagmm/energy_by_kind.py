@@ -53,8 +53,9 @@ def _client_records(data_yaml: str, partition_yaml: str, seed: int) -> tuple[Con
     return dataset, client_records(dataset, build(OmegaConf.create(partition_yaml)), seed)
 
 
-def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
-    """The evaluated client's test records of one run: kind and energy minus the run's threshold."""
+def scored_test_records(run_dir: Path, data_path: str | None = None) -> tuple[Detector, ConnectionDataset, list, np.ndarray]:
+    """A run's exported detector, its data set, every client's records (``ClientRecords``) and
+    the energies of the evaluated client's test records, checked against the run's own AUROC."""
     detector = Detector.load(run_dir)
     cfg = OmegaConf.create(detector.config)
     if data_path is not None:
@@ -66,6 +67,13 @@ def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
     auroc = roc_auc_score(client.test_is_anomaly, energy)
     if abs(auroc - final) > AUROC_AGREEMENT:
         raise ValueError(f"{run_dir}: its model scores AUROC {auroc:.4f} here against {final:.4f} in its run; is it the same data?")
+    return detector, dataset, records, energy
+
+
+def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
+    """The evaluated client's test records of one run: kind and energy minus the run's threshold."""
+    detector, dataset, records, energy = scored_test_records(run_dir, data_path)
+    client = records[OmegaConf.create(detector.config).method.eval_client]
     kinds = record_kinds(dataset.labels(client.test), dataset.labels(client.train_frame), list(dataset.schema.benign_labels))
     return pd.DataFrame({"kind": pd.Categorical(kinds, KINDS),
                          "above_threshold": energy - detector.threshold})  # fmt: skip

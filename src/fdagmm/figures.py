@@ -3,7 +3,7 @@ data set whose benign traffic trains.
 
 Each run's test set is rebuilt from its resolved config (data, partition, seed) and scored by
 its exported detector; the AUROC must match the run's own before anything is drawn
-(``energy_by_kind.run_energies`` does the same for the KDDCUP99 study). PCA reconstruction
+(``energy_by_kind.scored_test_records``, as for the KDDCUP99 study's figures). PCA reconstruction
 error, fitted on the same pooled training records (``method=pca_pooled``: deterministic), is
 drawn beside them as the classical reference. Attack families: the schema's
 ``attack_category`` column where it has one (UNSW-NB15); otherwise the attack types that occur
@@ -28,8 +28,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from fdagmm.detection.baselines import PCAReconstructionScorer  # noqa: E402
-from fdagmm.detection.detector import Detector  # noqa: E402
-from fdagmm.energy_by_kind import AUROC_AGREEMENT, _client_records  # noqa: E402
+from fdagmm.energy_by_kind import scored_test_records  # noqa: E402
 from fdagmm.report import column_of, job_dirs, markdown_table  # noqa: E402
 
 BENIGN = "benign"
@@ -50,20 +49,13 @@ def families(dataset, test: pd.DataFrame, train_labels: np.ndarray) -> np.ndarra
 def run_scores(run_dir: Path) -> dict:
     """A DAGMM run's test records (energies, anomaly flags, families), its threshold, and the
     PCA reference's scores on the same records."""
-    detector = Detector.load(run_dir)
-    cfg = OmegaConf.create(detector.config)
-    dataset, records = _client_records(OmegaConf.to_yaml(cfg.data), OmegaConf.to_yaml(cfg.partition), cfg.seed)
-    client = records[cfg.method.eval_client]
-    energy = detector.energy(client.test)
-    final = json.loads((run_dir / "metrics.json").read_text())["final"]["test/auroc"]
-    auroc = roc_auc_score(client.test_is_anomaly, energy)
-    if abs(auroc - final) > AUROC_AGREEMENT:
-        raise ValueError(f"{run_dir}: its model scores AUROC {auroc:.4f} here against {final:.4f} in its run; is it the same data?")
+    detector, dataset, records, energy = scored_test_records(run_dir)
+    client = records[OmegaConf.create(detector.config).method.eval_client]
     pooled_train = pd.concat([r.train for r in records], ignore_index=True)
     pca = PCAReconstructionScorer().fit(detector.encoder.transform(pooled_train))
     train_labels = dataset.labels(dataset.read(dataset.train_paths))
     return {
-        "data": cfg.data.name, "energy": energy, "pca": pca.score(detector.encoder.transform(client.test)),
+        "data": dataset.name, "energy": energy, "pca": pca.score(detector.encoder.transform(client.test)),
         "is_anomaly": client.test_is_anomaly, "family": families(dataset, client.test, np.unique(train_labels)),
         "threshold": detector.threshold,
     }  # fmt: skip
