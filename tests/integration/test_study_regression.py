@@ -120,7 +120,18 @@ def test_the_study_gives_the_numbers_recorded_before_the_redesign(kdd_slice, tmp
     payload = train(cfg)
     expected = RECORDED[method]
     assert payload["partition"] == expected["partition"]
-    assert payload["final"] == pytest.approx(expected["final"], rel=1e-12)
+    assert set(payload["final"]) == set(expected["final"]) | ADDED_SINCE
+    assert _recorded(payload["final"], expected["final"]) == pytest.approx(expected["final"], rel=1e-12)
     assert len(payload["history"]) == len(expected["history"])
     for got, want in zip(payload["history"], expected["history"]):
-        assert got == pytest.approx(want, rel=1e-12)
+        assert _recorded(got, want) == pytest.approx(want, rel=1e-12)
+
+
+# Metrics added after the numbers were recorded (the reconstruction error's AUROC): new
+# measurements of the same runs, which the recorded ones say nothing of.
+ADDED_SINCE = {"test/auroc_reconstruction"}
+
+
+def _recorded(got: dict, want: dict) -> dict:
+    """``got`` less the metrics added since ``want`` was recorded."""
+    return {k: v for k, v in got.items() if k not in ADDED_SINCE or k in want}

@@ -131,7 +131,7 @@ def test_cli_runs_with_overrides(kdd_slice, tmp_path):
         ("fed.rounds=0", "fed.rounds must be >= 1"),
         ("data.train_path=/nonexistent/kdd.gz", "kdd99 file not found: /nonexistent/kdd.gz"),
         ("eval.anomaly_ratio=1.5", "eval.anomaly_ratio must be in (0, 1)"),
-        ("method=federated", "unknown method 'federated': choose one of fdagmm, iforest_local, iforest_pooled, local, pca_local, pca_pooled, pooled, remote"),
+        ("method=federated", "unknown method 'federated': choose one of autoencoder_local, autoencoder_pooled, ecod_local, ecod_pooled, fdagmm, iforest_local, iforest_pooled, local, pca_local, pca_pooled, pooled, remote"),
         ("fed.backend=grpc", "fed.backend must be inprocess or flower, got 'grpc'"),
     ],
 )
