@@ -57,7 +57,7 @@ privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients
 	$(PYTHON) src/train.py experiment=privacy_cost fed.gmm_stats=local hydra.sweep.dir=$(PRIVACY_DIR)/local $(ARGS) || exit 1; \
 	$(PYTHON) src/privacy_cost.py $(PRIVACY_DIR)/dp $(PRIVACY_DIR)/none $(PRIVACY_DIR)/local --wall-time-s $$(( $$(date +%s) - start ))
 
-# Issue #12's experiments: each runs one job at a time into SWEEP_DIR, then writes its report there.
+# The detection study's experiments (docs/results.md): each runs one job at a time into SWEEP_DIR, then writes its report there.
 baselines:  ## Isolation Forest and PCA reconstruction, client 0 alone and pooled, s1-s4 x seeds 0-4 (80 jobs)
 	$(PYTHON) src/train.py experiment=baselines hydra.sweep.dir=$(SWEEP_DIR) $(ARGS); \
 	$(PYTHON) src/report.py $(SWEEP_DIR)

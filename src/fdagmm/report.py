@@ -338,7 +338,7 @@ def write_report(sweep_dirs: Path | list[Path], wall_time_s: float | None = None
     return path
 
 
-# The tuning rule of issue #12's strategy study, fixed before any result: the value with the
+# The tuning rule of the strategy study, fixed before any result: the value with the
 # higher mean AUROC; a tie within this goes to the higher mean F1.
 AUROC_TIE = 0.005
 

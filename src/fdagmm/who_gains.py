@@ -1,4 +1,4 @@
-"""Who gains from federation (issue #12, part 4): each client's AUROC trained alone against
+"""Who gains from federation (docs/results.md, part 4): each client's AUROC trained alone against
 its AUROC under the federation, from the two sweeps of ``make who-gains``.
 
 A federated job (``method=fdagmm``) reports every client's test metrics (metrics.json's
