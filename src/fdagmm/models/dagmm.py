@@ -55,6 +55,7 @@ class DAGMM(nn.Module):
         dropout: float = 0.5,
         distance_feature: str = "relative",
         reconstruction_features: bool = True,
+        detach_reconstruction_features: bool = False,
     ):
         super().__init__()
         if distance_feature not in DISTANCE_FEATURES:
@@ -62,6 +63,9 @@ class DAGMM(nn.Module):
         self.log_distance = distance_feature == "log_relative"
         # False: the mixture sees the code alone (an ablation: what the reconstruction features add).
         self.reconstruction_features = reconstruction_features
+        # True: the energy's gradient reaches the autoencoder through the code only, not
+        # through the reconstruction features (which the reconstruction loss alone shapes).
+        self.detach_reconstruction_features = detach_reconstruction_features
         self.encoder = _mlp([input_dim, *hidden_dims, latent_dim])
         self.decoder = _mlp([latent_dim, *reversed(hidden_dims), input_dim])
         self.estimation = nn.Sequential(
@@ -76,7 +80,10 @@ class DAGMM(nn.Module):
         z_c = self.encoder(x)
         x_hat = self.decoder(z_c)
         error = (x - x_hat).norm(dim=1)
-        z = torch.cat([z_c, reconstruction_features(x, x_hat, error, self.log_distance)], dim=1) if self.reconstruction_features else z_c
+        z = z_c
+        if self.reconstruction_features:
+            features = reconstruction_features(x, x_hat, error, self.log_distance)
+            z = torch.cat([z_c, features.detach() if self.detach_reconstruction_features else features], dim=1)
         return DAGMMOutput(x_hat=x_hat, z=z, gamma=self.estimation(z), squared_error=error.square())
 
 

@@ -186,6 +186,24 @@ def test_log_distance_feature_is_the_log_of_the_papers_and_the_rest_is_unchanged
         DAGMM(20, distance_feature="log")
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_reconstruction_features_keep_the_energys_gradient_off_the_decoder(detach):
+    """The energy term alone: with detached features no gradient reaches the decoder (it
+    shapes only the reconstruction features); without, it does. The values are the same."""
+    x = _batch(64, 20)
+    torch.manual_seed(3)
+    net = DAGMM(20, (16, 8), latent_dim=3, detach_reconstruction_features=detach).eval()
+    out = net(x)
+    energy_only = dagmm_objective(x, out, 1.0, 0.0, JITTER).total - out.squared_error.mean()
+    energy_only.backward()
+    decoder_grad = sum(p.grad.abs().sum() for p in net.decoder.parameters())
+    assert (decoder_grad == 0) == detach
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.encoder.parameters())
+    torch.manual_seed(3)
+    other = DAGMM(20, (16, 8), latent_dim=3, detach_reconstruction_features=not detach).eval()
+    torch.testing.assert_close(other(x).z, out.z.detach())
+
+
 def test_without_reconstruction_features_the_mixture_sees_the_code_alone():
     x = _batch(32, 20)
     torch.manual_seed(2)
