@@ -70,7 +70,7 @@ class ConnectionDataset:
         test_paths: list[Path] = (),
         test_fraction: float | None = None,
         cache_dir: Path | None = None,
-        evaluate_on: str = "test",
+        evaluate_on: str = TEST,
         validation_fraction: float = 0.2,
     ):
         if evaluate_on not in EVALUATION_SETS:
