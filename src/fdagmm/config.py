@@ -33,6 +33,7 @@ from fdagmm.data.features import SCALING_RECORDS, SCALINGS
 from fdagmm.data.schema import NON_FINITE_POLICIES
 from fdagmm.data.dataset import EVALUATION_SETS
 from fdagmm.models.dagmm import DISTANCE_FEATURES
+from fdagmm.models.lit_module import LR_SCHEDULES
 
 
 # An argument of an instantiated group that the library it is passed to checks itself.
@@ -71,7 +72,7 @@ class DataConfig:
     anomaly: Optional[str] = None  # attacks (benign traffic trains) | normal; None: the schema's
     cache_dir: Optional[str] = None  # parsed files kept here, keyed by content and schema; None: no cache
     batch_size: int = ranged(1024, AT_LEAST_1)
-    scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max)
+    scaling: str = "schema_log"  # schema_log: fixed bounds, nothing sent | federated_minmax: the study's (records' min/max) | federated_standard | federated_robust | federated_quantile (docs/data.md)
     scaling_records: str = "train"  # train: the training clients' training records | all (see conf/data/kdd99.yaml)
 
 
@@ -209,6 +210,8 @@ def validate_config(cfg: DictConfig) -> None:
         cfg.data.evaluate_on in EVALUATION_SETS,
         f"data.evaluate_on must be one of {', '.join(EVALUATION_SETS)}, got {cfg.data.evaluate_on!r}",
     )
+    lr_schedule = cfg.model.get("lr_schedule", LR_SCHEDULES[0])
+    _check(lr_schedule in LR_SCHEDULES, f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
     distance_feature = cfg.model.net.get("distance_feature", DISTANCE_FEATURES[0])
     _check(
         distance_feature in DISTANCE_FEATURES,

@@ -2,9 +2,11 @@
 and no value of a record (no per-feature minimum or maximum of a client's training records).
 
 The check of values is shown to see a leak: with data.scaling=federated_minmax, the study's
-scaling, it names the min/max statistics every client sends.
+scaling, it names the min/max statistics every client sends. The fitted scalings send sums or
+histograms, of the listed shapes.
 """
 
+import dataclasses
 import importlib.util
 import json
 
@@ -15,7 +17,7 @@ from hydra import compose, initialize
 
 from fdagmm.config import build
 from fdagmm.data.datamodule import client_records
-from fdagmm.data.features import FeatureEncoder, Scaling, ScalingStats
+from fdagmm.data.features import HISTOGRAM_BINS, FeatureEncoder, Scaling, ScalingStats
 from helpers.kdd import KDD99
 from fdagmm.federation.client import Client, ClientUpdate
 from fdagmm.federation.components import build_local_training
@@ -23,6 +25,7 @@ from fdagmm.models.dagmm import GMMStats
 from fdagmm.run.experiment import train
 from fdagmm.data.dataset import build_dataset
 
+N_NUMERIC = len(KDD99.numeric_features)
 METRICS = {"test/precision", "test/recall", "test/f1", "test/auroc", "test/avg_precision", "test/threshold", "test/auroc_reconstruction"}
 
 
@@ -76,7 +79,7 @@ def sent_in_process(cfg, monkeypatch) -> tuple[dict[str, object], dict[str, int]
             elif isinstance(result, GMMStats):
                 sent |= {f"{prefix}/{k}": getattr(result, k) for k in ("s0", "s1", "s2", "n")}
             elif isinstance(result, ScalingStats):
-                sent |= {f"{prefix}/{k}": getattr(result, k) for k in ("minimum", "maximum", "n_records")}
+                sent |= {f"{prefix}/{f.name}": getattr(result, f.name) for f in dataclasses.fields(result) if getattr(result, f.name) is not None}
             else:  # evaluate: threshold reference -> metric -> value
                 sent |= {f"{prefix}/{ref}/{k}": v for ref, metrics in result.items() for k, v in metrics.items()}
             return result
@@ -120,9 +123,24 @@ def test_the_check_sees_the_min_max_of_federated_minmax(kdd_slice, tmp_path, mon
     assert all(name.startswith("ScalingStats.of#") for name in leaks), leaks
 
 
+@pytest.mark.parametrize(
+    ("scaling", "items"),
+    [("federated_standard", {"total": (N_NUMERIC,), "total_squares": (N_NUMERIC,), "n_records": ()}),
+     ("federated_quantile", {"histogram": (N_NUMERIC, HISTOGRAM_BINS), "n_records": ()})],
+)  # fmt: skip
+def test_fitted_scalings_send_sums_or_histograms_and_no_record_value(kdd_slice, tmp_path, monkeypatch, scaling, items):
+    cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
+    sent, calls = sent_in_process(cfg, monkeypatch)
+    assert calls["ScalingStats.of"] == 2  # once per training client
+    stats_sent = {name: tuple(np.shape(v)) for name, v in sent.items() if name.startswith("ScalingStats.of#")}
+    assert stats_sent == {f"ScalingStats.of#{call}/{item}": shape for call in range(2) for item, shape in items.items()}
+    if scaling == "federated_standard":  # a histogram's counts are small integers, which some feature's extremes are too
+        assert record_valued(sent, record_extremes(cfg)) == []
+
+
 @pytest.mark.flower
 @pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="Flower is not installed")
-@pytest.mark.parametrize("scaling", ["schema_log", "federated_minmax"])
+@pytest.mark.parametrize("scaling", ["schema_log", "federated_minmax", "federated_standard"])
 def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp_path, monkeypatch, scaling):
     """The ClientApp's real handlers, called with the messages the ServerApp sends: describe,
     a round that trains and reports statistics, a round that tests."""
@@ -165,7 +183,10 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
                             "test-arrays": ArrayRecord(theta), "gmm-stats": trained["gmm-stats"]}, MessageType.EVALUATE)  # fmt: skip
 
     k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2
-    assert set(described) == ({"metrics", "schema", "scaling-stats"} if scaling == "federated_minmax" else {"metrics", "schema"})
+    assert set(described) == ({"metrics", "schema"} if scaling == "schema_log" else {"metrics", "schema", "scaling-stats"})
+    if scaling != "schema_log":
+        fitted = {"federated_minmax": {"minimum", "maximum", "n_records"}, "federated_standard": {"total", "total_squares", "n_records"}}
+        assert set(described["scaling-stats"].to_torch_state_dict()) == fitted[scaling]
     # The schema is the data set's declaration (columns, kinds, declared vocabularies), no record's values.
     assert json.loads(str(described["schema"]["schema"])) == KDD99.schema.to_dict()
     assert set(described["metrics"]) == {"client-id", "n_train", "n_test", "n_test_anomalies"}

@@ -161,11 +161,11 @@ class ClientsDataModule(pl.LightningDataModule):
             return
         records = client_records(self.dataset, self.partitioner, self.seed)
         schema = self.dataset.schema
-        # federated_minmax: each training client reports the min/max of its own training records
-        # only (or, for scaling_records=all, of all its records).
+        # A scaling made of records: each training client reports the statistics of its own
+        # training records only (federated_minmax with scaling_records=all: of all its records).
         def client_stats() -> list[ScalingStats]:
             parts = [part for r in records for part in (r.train, r.test)] if self.scaling_records == "all" else [records[k].train for k in self.train_clients]
-            return [ScalingStats.of(part, schema.numeric_features) for part in parts if len(part)]
+            return [ScalingStats.of(part, schema, self.scaling) for part in parts if len(part)]
 
         scaling = federation_scaling(self.scaling, schema, client_stats)
         self.encoder = FeatureEncoder(scaling, schema)

@@ -66,6 +66,7 @@ class Detector:
                 "minimum": torch.from_numpy(scaling.minimum),
                 "maximum": torch.from_numpy(scaling.maximum),
                 "log_scaled": torch.from_numpy(scaling.log_scaled),
+                **({"cdf": torch.from_numpy(scaling.cdf)} if scaling.cdf is not None else {}),
             },
             "dataset": self.dataset,
             "schema": self.encoder.schema.to_dict(),
@@ -101,7 +102,8 @@ class Detector:
         minimum = p["scaling"]["minimum"].numpy()
         # A model.pt exported before data.scaling existed scaled every feature linearly.
         log_scaled = p["scaling"]["log_scaled"].numpy() if "log_scaled" in p["scaling"] else np.zeros(len(minimum), dtype=bool)
-        scaling = Scaling(minimum, p["scaling"]["maximum"].numpy(), log_scaled)
+        cdf = p["scaling"]["cdf"].numpy() if "cdf" in p["scaling"] else None
+        scaling = Scaling(minimum, p["scaling"]["maximum"].numpy(), log_scaled, cdf)
         return cls(
             dataset=dataset,
             net=net,

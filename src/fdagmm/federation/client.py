@@ -86,6 +86,7 @@ class Client:
         # first, nor on whether the run was resumed.
         torch.manual_seed(derive_seed(t.seed, round_idx, self.client_id))
         module = t.build_module()
+        module.first_epoch = (round_idx - 1) * t.local_epochs  # where this round is in the learning-rate schedule
         module.net.load_state_dict({**global_state, **self.personal_state})
         module.penalty = self.strategy.local_penalty(global_state)
         trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)

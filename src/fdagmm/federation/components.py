@@ -73,8 +73,9 @@ def build_local_training(cfg: DictConfig, input_dim: int, planned_steps: int = 0
     device = new_trainer(max_epochs=1, logger=False).strategy.root_device  # trainer.accelerator=auto: a GPU if there is one
     new_net = build(cfg.model.net, input_dim=input_dim, _partial_=True)
     new_module = build(
-        cfg.model, net=None, compile=compiles_training(cfg, planned_steps), cuda_graph=graphs_training(cfg, device), _partial_=True
-    )
+        cfg.model, net=None, compile=compiles_training(cfg, planned_steps), cuda_graph=graphs_training(cfg, device),
+        schedule_epochs=cfg.fed.rounds * cfg.fed.local_epochs, _partial_=True,
+    )  # fmt: skip
     return LocalTraining(
         build_module=lambda: new_module(net=new_net()),
         build_trainer=new_trainer,
@@ -90,6 +91,8 @@ def graphs_training(cfg: DictConfig, device: torch.device) -> bool:
     (on a CPU the setting has no effect). It takes the place of ``torch.compile`` there."""
     if not (cfg.model.cuda_graph and device.type == "cuda"):
         return False
+    if cfg.model.get("lr_schedule", "constant") != "constant":
+        raise ConfigError(f"model.lr_schedule={cfg.model.lr_schedule} changes the learning rate a CUDA graph records once: set model.cuda_graph=false")
     if cfg.model.compile is True:
         raise ConfigError("model.compile=true and model.cuda_graph=true both choose the GPU's training step: set one of them to false")
     return True

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +29,15 @@ def compiled_training_loss() -> Callable[..., DAGMMLoss]:
     return torch.compile(training_loss)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def cosine_factor(epoch: int, total: int) -> float:
+    """The cosine schedule's share of the learning rate at ``epoch`` (0-based) of ``total``:
+    1 at the first, down a half cosine, 0.5 at the middle, never 0 within the schedule."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / (total + 1)))
+
+
 class DAGMMLitModule(pl.LightningModule):
     """Trains a ``DAGMM`` on batches of encoded records with the energy objective.
 
@@ -35,6 +46,9 @@ class DAGMMLitModule(pl.LightningModule):
     The step runs eagerly, compiled (``compile``: ``torch.compile``) or, when ``cuda_graph``
     is set and the fit runs on a GPU, replayed from a CUDA graph of the whole step
     (``CapturedTrainingStep``, recorded anew in each fit; Lightning's manual optimisation).
+    ``lr_schedule``: ``constant``, or ``cosine`` (the learning rate decays by a half cosine
+    over ``schedule_epochs``, stepped per epoch); a fit that continues a schedule (a federated
+    round) sets ``first_epoch``, the schedule's epoch at its own first epoch.
     """
 
     def __init__(
@@ -46,6 +60,8 @@ class DAGMMLitModule(pl.LightningModule):
         cov_jitter: float = 1e-6,
         compile: bool = False,
         cuda_graph: bool = False,
+        lr_schedule: str = "constant",
+        schedule_epochs: int = 1,
     ):
         super().__init__()
         self.net = net
@@ -55,6 +71,11 @@ class DAGMMLitModule(pl.LightningModule):
         self.cov_jitter = cov_jitter
         self.loss_fn = compiled_training_loss() if compile else training_loss
         self.cuda_graph = cuda_graph
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}: one of {', '.join(LR_SCHEDULES)}")
+        self.lr_schedule = lr_schedule
+        self.schedule_epochs = schedule_epochs
+        self.first_epoch = 0
         self._captured: CapturedTrainingStep | None = None
         self.penalty: Penalty | None = None
         self.steps_taken = 0  # optimiser steps so far: the logged losses' step
@@ -67,9 +88,14 @@ class DAGMMLitModule(pl.LightningModule):
     def _captures(self) -> bool:
         return self.cuda_graph and self.device.type == "cuda"
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         # Lightning has moved the module to its device already.
-        return self.optimizer(self.parameters(), **({"capturable": True} if self._captures() else {}))
+        optimizer = self.optimizer(self.parameters(), **({"capturable": True} if self._captures() else {}))
+        if self.lr_schedule == "constant":
+            return optimizer
+        first, total = self.first_epoch, self.schedule_epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: cosine_factor(first + epoch, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
         if self._captures():

@@ -207,3 +207,28 @@ def test_zero_rounds_is_the_untrained_network(synthetic_file, tmp_path):
 def test_impossible_settings_are_refused_in_one_line(synthetic_file, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         train(_cfg(synthetic_file, tmp_path, "scenario=s4", *overrides))
+
+
+@pytest.mark.parametrize("method", ["fdagmm", "pooled"])
+def test_a_cosine_schedule_runs_over_the_federations_epochs(synthetic_file, tmp_path, monkeypatch, method):
+    """Each federated round's fits start at that round's place in the schedule; the centralised
+    fit runs the whole schedule; both over fed.rounds x fed.local_epochs epochs."""
+    from fdagmm.models.lit_module import DAGMMLitModule
+
+    seen = []
+    original = DAGMMLitModule.configure_optimizers
+
+    def spy(module):
+        seen.append((module.first_epoch, module.schedule_epochs))
+        return original(module)
+
+    monkeypatch.setattr(DAGMMLitModule, "configure_optimizers", spy)
+    payload = train(_cfg(synthetic_file, tmp_path, f"method={method}", "model.lr_schedule=cosine", "fed.rounds=3", "fed.local_epochs=2"))
+    assert np.isfinite(payload["final"]["test/auroc"])
+    expected = [(first, 6) for first in (0, 2, 4) for _ in range(2)] if method == "fdagmm" else [(0, 6)]
+    assert seen == expected
+
+
+def test_an_unknown_lr_schedule_is_a_config_error(synthetic_file, tmp_path):
+    with pytest.raises(ConfigError, match="model.lr_schedule must be one of constant, cosine, got 'step'"):
+        train(_cfg(synthetic_file, tmp_path, "model.lr_schedule=step"))

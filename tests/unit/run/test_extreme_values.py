@@ -16,8 +16,12 @@ from fdagmm.run.experiment import train
 
 # The feature a new record puts far outside each scaling's range: with federated_minmax any
 # feature beyond its training range; with schema_log's log-scaled counts nothing finite is
-# (log1p(1e300) = 691), only a rate or an indicator.
-@pytest.mark.parametrize("scaling, new_feature", [("federated_minmax", "dst_bytes"), ("schema_log", "serror_rate")])
+# (log1p(1e300) = 691), only a rate or an indicator; the fitted scalings follow schema_log's
+# (federated_quantile's ranks are computed from it, and its model.pt carries their map).
+@pytest.mark.parametrize(
+    "scaling, new_feature",
+    [("federated_minmax", "dst_bytes"), ("schema_log", "serror_rate"), ("federated_standard", "serror_rate"), ("federated_quantile", "serror_rate")],
+)
 def test_extreme_finite_training_values_train_without_nan_and_are_flagged_when_scored(tmp_path, scaling, new_feature):
     frame = synthetic_frame(3000, seed=1)
     attacks = np.flatnonzero(frame[KDD99.label] != KDD99.normal_label)

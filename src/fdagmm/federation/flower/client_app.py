@@ -45,8 +45,9 @@ def describe(msg: Message, context: Context) -> Message:
         "metrics": MetricRecord({"client-id": records.client_id, **counts}),
         "schema": ConfigRecord({"schema": json.dumps(schema.to_dict())}),
     })  # fmt: skip
-    if needs_client_stats(str(msg.content["config"]["scaling"])):
-        reply["scaling-stats"] = scaling_stats_record(ScalingStats.of(records.train, schema.numeric_features))
+    scaling = str(msg.content["config"]["scaling"])
+    if needs_client_stats(scaling):
+        reply["scaling-stats"] = scaling_stats_record(ScalingStats.of(records.train, schema, scaling))
     return Message(reply, reply_to=msg)
 
 

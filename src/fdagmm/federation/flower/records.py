@@ -27,17 +27,18 @@ def gmm_stats_from_record(record: ArrayRecord) -> GMMStats:
 
 
 def _fields_record(obj: ScalingStats | Scaling) -> ArrayRecord:
-    return ArrayRecord({f.name: torch.as_tensor(getattr(obj, f.name)) for f in fields(obj)})
+    """The fields that are set (a None field is not sent)."""
+    return ArrayRecord({f.name: torch.as_tensor(getattr(obj, f.name)) for f in fields(obj) if getattr(obj, f.name) is not None})
 
 
 def scaling_stats_record(stats: ScalingStats) -> ArrayRecord:
-    """A client's min/max of its training records (data.scaling=federated_minmax only)."""
+    """A client's statistics of its training records for a scaling made of records."""
     return _fields_record(stats)
 
 
 def scaling_stats_from_record(record: ArrayRecord) -> ScalingStats:
-    t = record.to_torch_state_dict()
-    return ScalingStats(t["minimum"].numpy(), t["maximum"].numpy(), int(t["n_records"]))
+    t = {name: tensor.numpy() for name, tensor in record.to_torch_state_dict().items()}
+    return ScalingStats(**{"minimum": None, "maximum": None, **t, "n_records": int(t["n_records"])})
 
 
 def scaling_record(scaling: Scaling) -> ArrayRecord:
