@@ -80,9 +80,10 @@ model-selection:  ## choose DAGMM's configuration for benign-training data sets 
 
 # One factor at a time around each data set's model, on validation data (reported, not chosen
 # on), and the classical detectors on the same validation data.
-ABLATIONS = model.lambda_energy=0.01,0.5 model.lambda_cov=0,0.05 fed.rounds=20,120 data.scaling=federated_minmax \
+ABLATIONS = model.lambda_energy=0.01,0.5 model.lambda_cov=0,0.05 fed.rounds=20,120 \
+	data.scaling=federated_minmax,federated_standard,federated_robust,federated_quantile \
 	model.net.reconstruction_features=false model.net.detach_reconstruction_features=true \
-	data.scaling=federated_standard,federated_robust,federated_quantile model.lr_schedule=cosine model.cov_jitter=0.0001 \
+	model.lr_schedule=cosine model.cov_jitter=0.0001 \
 	method=iforest_pooled,pca_pooled,ecod_pooled,autoencoder_pooled
 model-ablations:  ## one-factor ablations of the chosen configuration on validation data, seeds 0-1, then ablation.md
 	@start=$$(date +%s); \

@@ -90,6 +90,7 @@ class FedConfig:
     local_epochs: int = ranged(1, AT_LEAST_1)
     clients_per_round: Optional[int] = ranged(None, AT_LEAST_1)  # clients sampled to train each round; None: every client
     gmm_stats: str = "global"  # global: mixture from all clients' summed statistics | local
+    keep_optimizer_state: bool = False  # each client's optimiser continues from its previous round's state (it never leaves the client)
     min_clients: int = ranged(1, AT_LEAST_1)  # a round needs this many usable client updates, else the run stops
     resume: Optional[str] = None  # the run dir of an interrupted federated run to continue
 

@@ -46,6 +46,9 @@ class LocalTraining:
     batch_size: int
     seed: int
     device: torch.device  # where the Trainers train (and the clients' records are held)
+    # fed.keep_optimizer_state: each client's optimiser continues from its own state of its
+    # previous round (Adam's moments), instead of starting afresh every round.
+    keep_optimizer_state: bool = False
 
 
 class Client:
@@ -69,6 +72,8 @@ class Client:
         self.logger = logger
         # State-dict entries that never leave this client (FedPer's personal layers).
         self.personal_state: dict[str, Tensor] = {}
+        # Its optimiser's state after its last round (fed.keep_optimizer_state); never leaves it.
+        self.optimizer_state: dict | None = None
 
     @property
     def client_id(self) -> int:
@@ -87,12 +92,15 @@ class Client:
         torch.manual_seed(derive_seed(t.seed, round_idx, self.client_id))
         module = t.build_module()
         module.first_epoch = (round_idx - 1) * t.local_epochs  # where this round is in the learning-rate schedule
+        module.initial_optimizer_state = self.optimizer_state
         module.net.load_state_dict({**global_state, **self.personal_state})
         module.penalty = self.strategy.local_penalty(global_state)
         trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)
         loader = batch_loader(self.data.train_x, t.batch_size, derive_seed(t.seed, round_idx, self.client_id, BATCH_STREAM))
         trainer.fit(module, train_dataloaders=loader)
         self.logger.step_offset += module.steps_taken  # the next round's curve continues here
+        if t.keep_optimizer_state:
+            self.optimizer_state = module.final_optimizer_state
         state = {k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()}
         federated = self.strategy.federated_keys(state)
         self.personal_state = {k: v for k, v in state.items() if k not in federated}

@@ -83,6 +83,7 @@ def build_local_training(cfg: DictConfig, input_dim: int, planned_steps: int = 0
         batch_size=cfg.data.batch_size,
         seed=cfg.seed,
         device=device,
+        keep_optimizer_state=cfg.fed.get("keep_optimizer_state", False),
     )
 
 

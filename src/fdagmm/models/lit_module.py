@@ -48,7 +48,9 @@ class DAGMMLitModule(pl.LightningModule):
     (``CapturedTrainingStep``, recorded anew in each fit; Lightning's manual optimisation).
     ``lr_schedule``: ``constant``, or ``cosine`` (the learning rate decays by a half cosine
     over ``schedule_epochs``, stepped per epoch); a fit that continues a schedule (a federated
-    round) sets ``first_epoch``, the schedule's epoch at its own first epoch.
+    round) sets ``first_epoch``, the schedule's epoch at its own first epoch, and may set
+    ``initial_optimizer_state``, the state its optimiser starts from (a federated client's
+    own, from its previous round); ``final_optimizer_state`` is the state it ends with.
     """
 
     def __init__(
@@ -76,6 +78,8 @@ class DAGMMLitModule(pl.LightningModule):
         self.lr_schedule = lr_schedule
         self.schedule_epochs = schedule_epochs
         self.first_epoch = 0
+        self.initial_optimizer_state: dict[str, Any] | None = None
+        self.final_optimizer_state: dict[str, Any] | None = None
         self._captured: CapturedTrainingStep | None = None
         self.penalty: Penalty | None = None
         self.steps_taken = 0  # optimiser steps so far: the logged losses' step
@@ -91,6 +95,8 @@ class DAGMMLitModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         # Lightning has moved the module to its device already.
         optimizer = self.optimizer(self.parameters(), **({"capturable": True} if self._captures() else {}))
+        if self.initial_optimizer_state is not None:
+            optimizer.load_state_dict(self.initial_optimizer_state)
         if self.lr_schedule == "constant":
             return optimizer
         first, total = self.first_epoch, self.schedule_epochs
@@ -106,6 +112,8 @@ class DAGMMLitModule(pl.LightningModule):
             )
 
     def on_train_end(self) -> None:
+        state = self.trainer.optimizers[0].state_dict()
+        self.final_optimizer_state = {**state, "state": {i: {k: v.detach().cpu().clone() for k, v in s.items()} for i, s in state["state"].items()}}
         # Lightning moves the module to the CPU after the fit: the graph's memory is gone.
         self._captured = None
         self.automatic_optimization = True

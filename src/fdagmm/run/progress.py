@@ -152,6 +152,8 @@ class SweepWatcher:
         self.total = total
         self.console = console
         self.started = time.monotonic()
+        # A sweep dir used before holds the earlier sweep's status files: older than this one.
+        self._started_at = time.time()
         self.outcomes: dict[Path, JobOutcome] = {}
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="sweep-progress", daemon=True)
@@ -182,7 +184,7 @@ class SweepWatcher:
         status_files = self.sweep_dir.glob(f"*/{STATUS_FILE}")
         for status_file in sorted(status_files, key=lambda p: p.stat().st_mtime):  # as jobs ended
             job_dir = status_file.parent
-            if job_dir not in self.outcomes:
+            if job_dir not in self.outcomes and status_file.stat().st_mtime >= self._started_at:
                 status = json.loads(status_file.read_text())
                 outcome = JobOutcome(job_tag(job_dir), status["seconds"], status["failure"])
                 self.outcomes[job_dir] = outcome
