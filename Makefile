@@ -108,7 +108,7 @@ modern-benchmarks:  ## DAGMM (chosen and paper configurations), FDAGMM and four 
 	echo "make modern-benchmarks: wall time $$((wall / 60)) min $$((wall % 60)) s; reports: $(SWEEP_DIR)/*/report.md"; \
 	exit $$status
 
-data-poor-site:  ## a data-poor site (1/5/10% of the benign records) with one data-rich site: alone, FedAvg, FedAdam, pooled, classical detectors alone; seeds 0-2
+data-poor-site:  ## a data-poor site (1/5/10% of the benign records) with one data-rich site: alone, FedAvg, FedAdam, pooled, classical detectors alone; seeds 0-4
 	@start=$$(date +%s); status=0; \
 	for d in $(MODERN_DATA); do \
 		$(PYTHON) src/train.py experiment=data_poor_site data=$$d hydra.sweep.dir=$(SWEEP_DIR)/$$d $(ARGS) || status=1; \

@@ -124,8 +124,10 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
     "setting",
     [
         ["scenario=s4"],
-        # K clients, sampling, and a strategy whose personal layers live in Flower's context.state.
-        ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2"],
+        # K clients, sampling, and a strategy whose personal layers live in Flower's context.state,
+        # as the kept optimiser states do; a learning-rate schedule and a scaling fitted to histograms.
+        ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2", "fed.keep_optimizer_state=true",
+         "model.lr_schedule=cosine", "data.scaling=federated_quantile"],
         # Client-level DP around a server optimiser: the clients clip, the server adds the same
         # seeded noise to the updates and to the mixture statistics as in process.
         ["partition=iid", "partition.num_clients=3", "strategy=fedadam", "fed.clients_per_round=2", "privacy=dp", "privacy.delta=0.1"],

@@ -1,7 +1,8 @@
 """Round checkpoints of a federated run, so that a killed run resumes to the same result.
 
 After every round the driver saves the global weights, the strategy's server state (e.g.
-FedAdam's moments), the clients' personal layers (FedPer), the round, the metric history,
+FedAdam's moments), the clients' personal layers (FedPer) and optimiser states
+(``fed.keep_optimizer_state``), the round, the metric history,
 the TensorBoard step offsets and every RNG state into ``<run dir>/checkpoint.pt``; writing a
 temporary file and renaming it means a crash leaves the previous checkpoint intact.
 Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain data only.
@@ -31,6 +32,7 @@ class RoundCheckpoint:
     global_state: dict[str, Tensor]
     strategy_state: dict[str, dict[str, Tensor]]
     personal_states: dict[str, dict[str, Tensor]]  # per client id, for clients that keep any
+    optimizer_states: dict[str, dict[str, Any]]  # per client id, with fed.keep_optimizer_state
     history: list[dict[str, Any]]
     step_offsets: dict[str, int]  # per client logger
     run_identity: str  # the resolved config of the run it belongs to
@@ -43,6 +45,7 @@ def save_checkpoint(path: Path, checkpoint: RoundCheckpoint) -> None:
         "global_state": {k: v.detach().cpu() for k, v in checkpoint.global_state.items()},
         "strategy_state": checkpoint.strategy_state,
         "personal_states": checkpoint.personal_states,
+        "optimizer_states": checkpoint.optimizer_states,
         "history": checkpoint.history,
         "step_offsets": checkpoint.step_offsets,
         "run_identity": checkpoint.run_identity,
@@ -64,6 +67,7 @@ def load_checkpoint(path: Path, run_identity: str) -> RoundCheckpoint:
         global_state=payload["global_state"],
         strategy_state=payload["strategy_state"],
         personal_states=payload["personal_states"],
+        optimizer_states=payload.get("optimizer_states", {}),  # none in a checkpoint written before the option
         history=payload["history"],
         step_offsets=payload["step_offsets"],
         run_identity=payload["run_identity"],

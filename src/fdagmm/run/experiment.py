@@ -218,6 +218,7 @@ def _train_federated(
         for client in clients.values():
             client.logger.step_offset = checkpoint.step_offsets[str(client.client_id)]
             client.personal_state = checkpoint.personal_states.get(str(client.client_id), {})
+            client.optimizer_state = checkpoint.optimizer_states.get(str(client.client_id))
         first_round = checkpoint.round + 1
         log.info("resuming %s after round %d", cfg.paths.output_dir, checkpoint.round)
 
@@ -231,6 +232,7 @@ def _train_federated(
                 global_state=global_net.state_dict(),
                 strategy_state=strategy.state_dict(),
                 personal_states={str(k): c.personal_state for k, c in clients.items() if c.personal_state},
+                optimizer_states={str(k): c.optimizer_state for k, c in clients.items() if c.optimizer_state is not None},
                 history=rounds.history,
                 step_offsets={str(k): c.logger.step_offset for k, c in clients.items()},
                 run_identity=identity,

@@ -86,12 +86,13 @@ def test_centralised_methods_with_k_clients(synthetic_file, tmp_path, monkeypatc
 
 @pytest.mark.parametrize(
     "setting",
-    [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2")],
-    ids=["fedadam", "fedper", "fedadam-dp"],
+    [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2"),
+     ("fed.keep_optimizer_state=true", "model.lr_schedule=cosine")],
+    ids=["fedadam", "fedper", "fedadam-dp", "kept-optimizer-cosine"],
 )
 def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthetic_file, tmp_path, monkeypatch, setting):
-    """FedAdam's moments live on the server and FedPer's personal layers on the clients: both
-    must come back from the checkpoint for the resumed run to match an uninterrupted one. The
+    """FedAdam's moments live on the server, FedPer's personal layers and kept optimiser states
+    on the clients: all must come back from the checkpoint for the resumed run to match an uninterrupted one. The
     DP noise of a round depends on (seed, round) alone, so a resumed DP run adds the same."""
     overrides = ("partition=iid", "partition.num_clients=3", *setting, "fed.rounds=4")
     train(_cfg(synthetic_file, tmp_path / "reference", *overrides))

@@ -21,8 +21,11 @@ the statistics before this round's training, and the test with a copy kept for i
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
+
+import torch
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
@@ -46,10 +49,12 @@ from fdagmm.federation.flower.records import (
 )
 from fdagmm.models.dagmm import DAGMM, mixture_from_stats
 
-# This client's records in context.state: its TensorBoard step, its personal layers, and the
-# personal layers of the round whose test is still to come.
+# This client's records in context.state: its TensorBoard step, its personal layers, its
+# optimiser's state (fed.keep_optimizer_state), and the personal layers of the round whose
+# test is still to come.
 STATE_KEY = "fdagmm"
 PERSONAL_KEY = "fdagmm-personal"
+OPTIMIZER_KEY = "fdagmm-optimizer"
 TEST_PERSONAL_KEY = "fdagmm-test-personal"
 TEST_ROUND_KEY = "fdagmm-test-round"
 
@@ -71,6 +76,8 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     if STATE_KEY in context.state:
         client.logger.step_offset = int(context.state[STATE_KEY]["step-offset"])
     personal = context.state[PERSONAL_KEY].to_torch_state_dict() if PERSONAL_KEY in context.state else {}
+    if OPTIMIZER_KEY in context.state:
+        client.optimizer_state = torch.load(io.BytesIO(context.state[OPTIMIZER_KEY]["state"]), weights_only=True)
     marks["data"] = time.time()
 
     reply: dict[str, ArrayRecord | ConfigRecord | MetricRecord] = {"metrics": MetricRecord({"client-id": client.client_id})}
@@ -104,6 +111,10 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
             context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
             if client.personal_state:
                 context.state[PERSONAL_KEY] = ArrayRecord(client.personal_state)
+            if client.optimizer_state is not None:
+                buffer = io.BytesIO()
+                torch.save(client.optimizer_state, buffer)
+                context.state[OPTIMIZER_KEY] = ConfigRecord({"state": buffer.getvalue()})
     marks["trained"] = time.time()
     reply["timing"] = MetricRecord(marks)
     return Message(RecordDict(reply), reply_to=msg)
