@@ -16,7 +16,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains bench bench-gpu test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains bench bench-gpu test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -96,12 +96,27 @@ model-ablations:  ## one-factor ablations of the chosen configuration on validat
 	$(PYTHON) src/report.py $(foreach a,chosen $(foreach x,$(ABLATIONS),$(firstword $(subst =, ,$(x)))),$(foreach d,$(MODERN_DATA),$(SWEEP_DIR)/$(a)/$(d))) --ablation || exit 1; \
 	wall=$$(( $$(date +%s) - start )); echo "make model-ablations: wall time $$((wall / 60)) min $$((wall % 60)) s"
 
+# The third round (docs/results.md): around the second round's configuration (federated_quantile),
+# on validation data; REFINEMENTS: one setting each.
+REFINEMENTS = 'model.net.hidden_dims=[64,32],[128,64,32]' model.net.detach_reconstruction_features=true model.lambda_energy=0.5
+model-refinement:  ## the third round of the choice: the compression network's width and two settings, on validation data, seeds 0-1, then ablation.md
+	@start=$$(date +%s); \
+	for d in $(MODERN_DATA); do \
+		$(PYTHON) src/train.py experiment=model_selection data=$$d data.scaling=federated_quantile seed=0,1 hydra.sweep.dir=$(SWEEP_DIR)/quantile/$$d $(ARGS) || exit 1; \
+		for a in $(REFINEMENTS); do \
+			$(PYTHON) src/train.py experiment=model_selection data=$$d data.scaling=federated_quantile "$$a" seed=0,1 hydra.sweep.dir=$(SWEEP_DIR)/$${a%%=*}/$$d $(ARGS) || exit 1; \
+		done; \
+	done; \
+	$(PYTHON) src/report.py $(foreach a,quantile $(foreach x,$(REFINEMENTS),$(firstword $(subst =, ,$(subst ',,$(x))))),$(foreach d,$(MODERN_DATA),$(SWEEP_DIR)/$(a)/$(d))) --ablation || exit 1; \
+	wall=$$(( $$(date +%s) - start )); echo "make model-refinement: wall time $$((wall / 60)) min $$((wall % 60)) s"
+
 modern-benchmarks:  ## DAGMM (chosen and paper configurations), FDAGMM and four classical detectors on the NSL-KDD and UNSW-NB15 test sets, seeds 0-4
 	@start=$$(date +%s); status=0; \
 	for d in $(MODERN_DATA); do \
 		$(PYTHON) src/train.py experiment=modern_benchmarks data=$$d hydra.sweep.dir=$(SWEEP_DIR)/$$d $(ARGS) || status=1; \
 		$(PYTHON) src/train.py experiment=modern_benchmarks data=$$d method=pooled $(PAPER_DAGMM) hydra.sweep.dir=$(SWEEP_DIR)/$${d}_paper $(ARGS) || status=1; \
-		$(PYTHON) src/report.py $(SWEEP_DIR)/$$d $(SWEEP_DIR)/$${d}_paper || status=1; \
+		$(PYTHON) src/report.py $(SWEEP_DIR)/$$d || status=1; \
+		$(PYTHON) src/report.py $(SWEEP_DIR)/$${d}_paper || status=1; \
 	done; \
 	$(PYTHON) src/report.py $(foreach d,$(MODERN_DATA),$(SWEEP_DIR)/$(d) $(SWEEP_DIR)/$(d)_paper) --figures "pooled, latent 8" || status=1; \
 	wall=$$(( $$(date +%s) - start )); \

@@ -40,6 +40,7 @@ METRICS = {
     "test/f1": "F1",
     "test/auroc": "AUROC",
     "test/avg_precision": "Average precision",
+    "test/auroc_reconstruction": "AUROC of DAGMM's reconstruction error",  # DAGMM runs only
 }
 THRESHOLDED = ["test/precision", "test/recall", "test/f1"]
 
@@ -142,7 +143,8 @@ def format_table(runs: pd.DataFrame, metric: str, labels: dict[str, str]) -> pd.
     cells = mean.copy().astype(object)
     for s, m in itertools.product(mean.index, mean.columns):
         if pd.isna(mean.loc[s, m]):
-            cells.loc[s, m] = "missing"
+            ran = ((runs.scenario == s) & (runs.method == m)).any()
+            cells.loc[s, m] = "n/a" if ran else "missing"  # n/a: the method has no such metric
             continue
         spread = "" if pd.isna(std.loc[s, m]) else f" ({std.loc[s, m]:.4f})"
         partial = "" if count.loc[s, m] == n_seeds else f" [{count.loc[s, m]} of {n_seeds} seeds]"

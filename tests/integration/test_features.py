@@ -8,7 +8,7 @@ from helpers.kdd import KDD99
 
 def test_encoding_layout_and_ranges(kdd_frame):
     train = kdd_frame.iloc[:50_000]
-    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.numeric_features)), KDD99.schema)
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.schema, "federated_minmax")), KDD99.schema)
     x = encoder.transform(train)
     assert x.shape == (50_000, 38 + 3 + 70 + 11) == (50_000, encoder.dim)
     assert len(encoder.feature_names) == encoder.dim
@@ -20,16 +20,16 @@ def test_encoding_layout_and_ranges(kdd_frame):
 
 
 def test_vocabulary_does_not_depend_on_the_records(kdd_frame):
-    a = FeatureEncoder(Scaling.of_stats(ScalingStats.of(kdd_frame.iloc[:100], KDD99.numeric_features)), KDD99.schema)
-    b = FeatureEncoder(Scaling.of_stats(ScalingStats.of(kdd_frame, KDD99.numeric_features)), KDD99.schema)
+    a = FeatureEncoder(Scaling.of_stats(ScalingStats.of(kdd_frame.iloc[:100], KDD99.schema, "federated_minmax")), KDD99.schema)
+    b = FeatureEncoder(Scaling.of_stats(ScalingStats.of(kdd_frame, KDD99.schema, "federated_minmax")), KDD99.schema)
     assert a.feature_names == b.feature_names
     assert a.dim == len(KDD99.numeric_features) + sum(len(v) for v in KDD99.categories.values())
 
 
 def test_combined_client_stats_equal_the_union(kdd_frame):
     parts = [kdd_frame.iloc[:1000], kdd_frame.iloc[1000:250_000], kdd_frame.iloc[250_000:]]
-    combined = ScalingStats.combine([ScalingStats.of(p, KDD99.numeric_features) for p in parts])
-    union = ScalingStats.of(kdd_frame, KDD99.numeric_features)
+    combined = ScalingStats.combine([ScalingStats.of(p, KDD99.schema, "federated_minmax") for p in parts])
+    union = ScalingStats.of(kdd_frame, KDD99.schema, "federated_minmax")
     np.testing.assert_array_equal(combined.minimum, union.minimum)
     np.testing.assert_array_equal(combined.maximum, union.maximum)
     assert combined.n_records == union.n_records == len(kdd_frame)
@@ -37,7 +37,7 @@ def test_combined_client_stats_equal_the_union(kdd_frame):
 
 def test_test_records_use_training_bounds_and_constant_features_map_to_zero(kdd_frame):
     train, test = kdd_frame.iloc[:1000], kdd_frame.iloc[1000:2000]
-    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.numeric_features)), KDD99.schema)
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.schema, "federated_minmax")), KDD99.schema)
     x = encoder.transform(test)
     column = KDD99.numeric_features.index("num_outbound_cmds")  # constant 0 in this file
     np.testing.assert_array_equal(x[:, column], 0.0)

@@ -88,7 +88,7 @@ def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path, scal
     datamodule.setup()
     assert counts == datamodule.summary()
     records = [load_partition(path)[0] for path in paths]
-    stats = lambda: [scaling_stats_from_record(scaling_stats_record(ScalingStats.of(r.train, KDD99.numeric_features))) for r in records]  # noqa: E731
+    stats = lambda: [scaling_stats_from_record(scaling_stats_record(ScalingStats.of(r.train, KDD99.schema, "federated_minmax"))) for r in records]  # noqa: E731
     sent = scaling_from_record(scaling_record(federation_scaling(scaling, KDD99.schema, stats)))
     for field in ("minimum", "maximum", "log_scaled"):
         np.testing.assert_array_equal(getattr(sent, field), getattr(datamodule.encoder.scaling, field))

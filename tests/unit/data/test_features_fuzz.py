@@ -31,7 +31,7 @@ def frames(draw, max_records: int = 6) -> pd.DataFrame:
 
 @given(train=frames())
 def test_training_records_encode_into_the_unit_interval(train):
-    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.numeric_features)), KDD99.schema)
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.schema, "federated_minmax")), KDD99.schema)
     x = encoder.transform(train)
     assert np.isfinite(x).all() and (x >= 0).all() and (x <= 1).all()
     assert not encoder.out_of_range(train).any()
@@ -39,7 +39,7 @@ def test_training_records_encode_into_the_unit_interval(train):
 
 @given(train=frames(), scored=frames())
 def test_any_record_encodes_finite_and_only_values_out_of_range_are_clipped(train, scored):
-    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.numeric_features)), KDD99.schema)
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.schema, "federated_minmax")), KDD99.schema)
     x = encoder.transform(scored)[:, :N_NUMERIC]
     beyond = encoder.out_of_range(scored)
     assert np.isfinite(x).all() and (np.abs(x) <= OUT_OF_RANGE).all()

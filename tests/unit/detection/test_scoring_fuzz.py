@@ -29,7 +29,7 @@ def detector() -> Detector:
     """A detector of a DAGMM with random weights, its mixture and threshold fitted on synthetic
     training records: enough for the properties of scoring, which do not depend on training."""
     train = synthetic_frame(300, seed=0)
-    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.numeric_features)), KDD99.schema)
+    encoder = FeatureEncoder(Scaling.of_stats(ScalingStats.of(train, KDD99.schema, "federated_minmax")), KDD99.schema)
     torch.manual_seed(0)
     net_kwargs = {"input_dim": encoder.dim}
     net = DAGMM(**net_kwargs).eval()
