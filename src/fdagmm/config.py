@@ -230,6 +230,8 @@ def validate_config(cfg: DictConfig) -> None:
 
     partitioner = build(cfg.partition)
     build(cfg.strategy)
+    if partitioner.num_clients is None:  # partition=by_column: checked again once its values are counted
+        return
     m = cfg.method
     clients = list(range(partitioner.num_clients))
     for key in ("home_client", "eval_client"):

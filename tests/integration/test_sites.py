@@ -100,3 +100,8 @@ def test_a_column_the_schema_drops_splits_clients_and_every_value_is_one(unsw_li
         expected[f"client{k}"] = {"n_train": benign // 2, "n_test": benign - benign // 2 + attacks, "n_test_anomalies": attacks}
     assert payload["partition"] == expected
     assert payload["n_clients"] == 3 and payload["scenario"] == "site_k3"
+
+
+def test_by_column_without_a_column_is_a_one_line_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="partition=by_column needs the column whose values are the clients: partition.column=NAME"):
+        train(_cfg(tmp_path, "partition=by_column"))

@@ -73,9 +73,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
-    dataset = _run_dataset(cfg)
-    cfg = _with_counted_clients(cfg, dataset)
     validate_config(cfg)
+    dataset = _run_dataset(cfg)
+    counted = _with_counted_clients(cfg, dataset)
+    if counted is not cfg:  # partition=by_column: its clients are known now
+        cfg = counted
+        validate_config(cfg)
     if cfg.fed.backend == "flower":
         from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
 

@@ -26,12 +26,14 @@ class ByColumnPartitioner(Partitioner):
     def __init__(
         self,
         name: str,
-        column: str,
+        column: str | None,
         top_n: Annotated[int, AT_LEAST_1] | None = None,
         train_fraction: float = 0.5,
         min_partition_size: int = 1,
     ):
         super().__init__(name, top_n or 1, train_fraction, min_partition_size)
+        if not column:
+            raise ConfigError("partition=by_column needs the column whose values are the clients: partition.column=NAME")
         self.column = self.group_column = column
         # None: every value is a client; the driver counts them (``count_values``) and sets
         # partition.top_n before the run, so that the config knows its clients.
