@@ -30,6 +30,7 @@ from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.features import SCALING_RECORDS, SCALINGS
+from fdagmm.data.partition import FilesPartition
 from fdagmm.data.schema import NON_FINITE_POLICIES
 from fdagmm.data.dataset import EVALUATION_SETS
 from fdagmm.models.dagmm import DISTANCE_FEATURES
@@ -227,12 +228,19 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.scaling_records=all picks the records of min-max bounds; data.scaling={cfg.data.scaling} has fixed ones: add data.scaling=federated_minmax",
     )
 
-    n_clients = build(cfg.partition).num_clients
+    partitioner = build(cfg.partition)
     build(cfg.strategy)
+    if partitioner.num_clients is None:  # partition=by_column: checked again once its values are counted
+        return
     m = cfg.method
-    clients = list(range(n_clients))
+    clients = list(range(partitioner.num_clients))
     for key in ("home_client", "eval_client"):
         _check(m[key] in clients, f"method.{key} must be one of the client ids {clients[0]}..{clients[-1]}, got {m[key]}")
+    if isinstance(partitioner, FilesPartition):
+        _check(
+            bool(partitioner.sites[m.eval_client].test_paths) or (not OmegaConf.is_missing(cfg.data, "label_column") and cfg.data.label_column is None),
+            f"partition=files: client {m.eval_client}, the evaluated client (method.eval_client), has no test_path: give it one",
+        )
     _check(m.trains_on in TRAINS_ON, f"method.trains_on must be one of {', '.join(TRAINS_ON)}, got {m.trains_on!r}")
     _check(
         cfg.fed.rounds >= 1 or not m.federated,

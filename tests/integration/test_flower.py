@@ -43,6 +43,7 @@ from fdagmm.federation.flower.records import (  # noqa: E402
     scaling_stats_record,
 )
 from fdagmm.federation.rounds import FederationError  # noqa: E402
+from helpers.dataset_files import every_nth, read_lines, write_lines
 from helpers.kdd import KDD99
 from fdagmm.data.dataset import build_dataset
 
@@ -191,7 +192,7 @@ def test_a_failing_client_fails_the_run_in_one_line(kdd_slice, tmp_path):
     paths[1].write_bytes(b"not a partition file")
     run_config = write_run_config(cfg, flower_dir / "run_config.toml", tmp_path)
     with pytest.raises(FederationError, match=r"finished:failed: SuperNode \d+ could not describe its data: .*corrupt"):
-        with LocalFederation(flower_dir, paths, tmp_path, timeout_s=120) as federation:
+        with LocalFederation(flower_dir, [f'data-path="{p}"' for p in paths], tmp_path, timeout_s=120) as federation:
             federation.run(run_config, deadline_s=300)
     assert not (tmp_path / "metrics.json").exists()
     assert flower_processes(flower_dir / "home") == []
@@ -220,3 +221,62 @@ def test_sigterm_stops_every_process(kdd_slice, tmp_path):
         process.kill()
         for pid in flower_processes(home):
             os.kill(pid, signal.SIGKILL)
+
+
+def _site_files(unsw_path, directory: Path) -> dict[str, Path]:
+    """Two organisations' files cut from the UNSW-NB15 testing set: site 0 trains and tests, site 1 only trains."""
+    lines = read_lines(unsw_path)
+    directory.mkdir()
+    return {
+        "a_train": write_lines(directory / "a_train.csv", every_nth(lines, 60, header=True, offset=0)),
+        "a_test": write_lines(directory / "a_test.csv", every_nth(lines, 60, header=True, offset=1)),
+        "b_train": write_lines(directory / "b_train.csv", every_nth(lines, 40, header=True, offset=2)),
+    }
+
+
+@pytest.mark.slow
+def test_organisations_own_files_over_flower_match_the_inprocess_run(unsw_path, tmp_path):
+    """partition=files: each SuperNode reads its own organisation's files (--node-config
+    client-id, data-path, test-path), the launcher writes no partition file, and the run
+    matches the in-process one; the client without a test file is trained, not evaluated."""
+    f = _site_files(unsw_path, tmp_path / "sites")
+    clients = f"[{{train_path: {f['a_train']}, test_path: {f['a_test']}}}, {{train_path: {f['b_train']}}}]"
+    common = ["data=unsw_nb15", "partition=files", f"partition.clients={clients}", "fed.rounds=2", "data.cache_dir=null",
+              "trainer.accelerator=cpu", "torch_threads=1", "model.compile=false"]  # fmt: skip
+    runs = {}
+    try:
+        for backend in ("inprocess", "flower"):
+            run_dir = tmp_path / backend
+            result = subprocess.run(
+                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[backend] = json.loads((run_dir / "metrics.json").read_text())
+    finally:
+        for pid in flower_processes(tmp_path / "flower" / "flower" / "home"):
+            os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "flower" / "flower" / "partitions").exists()  # nobody wrote the sites' records anywhere
+    assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
+    assert runs["flower"]["partition"]["client1"]["n_test"] == 0
+    assert list(runs["flower"]["per_client"]) == list(runs["inprocess"]["per_client"]) == ["client0"]
+    for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-9), key
+    assert runs["flower"]["final"] == pytest.approx(runs["inprocess"]["final"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_site_file_that_does_not_match_the_schema_fails_the_run_in_one_line(unsw_path, tmp_path):
+    f = _site_files(unsw_path, tmp_path / "sites")
+    broken = tmp_path / "sites" / "b_broken.csv"
+    lines = f["b_train"].read_text().splitlines(keepends=True)
+    broken.write_text("".join(line.replace(",sbytes,", ",src_bytes,", 1) for line in lines[:1]) + "".join(lines[1:]))
+    clients = f"[{{train_path: {f['a_train']}, test_path: {f['a_test']}}}, {{train_path: {broken}}}]"
+    cfg = _cfg(f["a_train"], tmp_path, "data=unsw_nb15", "partition=files", f"partition.clients={clients}", "fed.backend=flower",
+               "fed.rounds=1", "fed.flower.timeout_s=120")  # fmt: skip
+    with pytest.raises(FederationError, match=r"finished:failed: SuperNode \d+ could not describe its data: .*b_broken.csv.*sbytes"):
+        run_flower(cfg, build_dataset(cfg.data))
+    assert not (tmp_path / "metrics.json").exists()
+    assert flower_processes(tmp_path / "flower" / "home") == []

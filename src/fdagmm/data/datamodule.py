@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from fdagmm.data.dataset import ConnectionDataset
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
-from fdagmm.data.partition import Partitioner
+from fdagmm.data.partition import FilesPartition, Partitioner, SiteFiles
+from fdagmm.errors import ConfigError, DataError
 from fdagmm.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,18 @@ class ClientRecords:
         return self.test_frame.iloc[self.test_idx]
 
 
-def client_records(dataset: ConnectionDataset, partitioner: Partitioner, seed: int) -> list[ClientRecords]:
+def client_records(dataset: ConnectionDataset, partitioner: Partitioner | FilesPartition, seed: int) -> list[ClientRecords]:
     """Read the data set and split it into the partitioner's clients (every client non-empty).
-    With a test set of the data set's own, every client is tested on all of it."""
+    With a test set of the data set's own, every client is tested on all of it. With
+    ``partition=files`` each client reads its own files instead."""
+    if isinstance(partitioner, FilesPartition):
+        return [site_records(dataset, k, site) for k, site in enumerate(partitioner.sites)]
+    if partitioner.group_column is not None:
+        dataset = dataset.grouped_by(partitioner.group_column)
     pools = dataset.pools(seed)
     shared_test = pools.test is not None or not dataset.schema.labelled
-    splits = partitioner.split(dataset.labels(pools.train), dataset.is_anomaly(pools.train), seed, all_train=shared_test)
+    groups = dataset.labels(pools.train) if partitioner.group_column is None else pools.train[partitioner.group_column].to_numpy(dtype=str)
+    splits = partitioner.split(groups, dataset.is_anomaly(pools.train), seed, all_train=shared_test)
     if pools.test is None:
         test_frame, test_is_anomaly = pools.train, dataset.is_anomaly(pools.train)
         return [
@@ -81,9 +88,36 @@ def client_records(dataset: ConnectionDataset, partitioner: Partitioner, seed: i
     return [ClientRecords(s.client_id, pools.train, s.train_idx, pools.test, every_test_row, test_is_anomaly) for s in splits]
 
 
+def site_records(dataset: ConnectionDataset, client_id: int, site: SiteFiles) -> ClientRecords:
+    """One organisation's records from its own files: the training files' inliers train, the
+    test files (labelled) test; no test files: an empty test set (not evaluated)."""
+    train = dataset.inliers(dataset.read(list(site.train_paths)), f"client {client_id}'s train_path")
+    if len(train) == 0:
+        raise DataError(f"client {client_id}'s train_path ({', '.join(map(str, site.train_paths))}) holds no record that trains ({dataset.role} are flagged)")
+    if site.test_paths:
+        if not dataset.schema.labelled:
+            raise ConfigError(f"client {client_id} has a test_path, but the data set has no labels to test with (data.label_column=null)")
+        test = dataset.read(list(site.test_paths))
+    else:
+        test = train.iloc[:0]
+    rows = np.arange(len(train))
+    return ClientRecords(client_id, train, rows, test, np.arange(len(test)), dataset.is_anomaly(test))
+
+
 def record_counts(n_train: int, test_is_anomaly: np.ndarray) -> dict[str, int]:
     """A client's record counts, as metrics.json's ``partition`` lists them."""
     return {"n_train": n_train, "n_test": len(test_is_anomaly), "n_test_anomalies": int(test_is_anomaly.sum())}
+
+
+def tested_clients(counts: dict[str, dict[str, int]], labelled: bool) -> list[int]:
+    """The clients (``record_counts`` by ``client<k>``) with test records; without labels,
+    every client (each measures its threshold). The log names the others: trained, not
+    evaluated (``partition=files`` without a ``test_path``)."""
+    ids = [int(name.removeprefix("client")) for name in counts]
+    tested = [k for k in ids if counts[f"client{k}"]["n_test"] or not labelled]
+    if untested := [k for k in ids if k not in tested]:
+        log.info("clients %s trained and were not evaluated: they have no test records (no test_path)", untested)
+    return tested
 
 
 def encode_client(records: ClientRecords, encoder: FeatureEncoder) -> ClientData:

@@ -25,6 +25,7 @@ and, with the training side's anomalies, is the test set of the run.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,12 @@ class ConnectionDataset:
         self.evaluate_on = evaluate_on
         self.validation_fraction = validation_fraction
 
+    def grouped_by(self, column: str) -> ConnectionDataset:
+        """This data set, its records read with ``column`` (``TableSchema.group_column``)."""
+        grouped = copy.copy(self)
+        grouped.schema = self.schema.with_overrides(group_column=column)
+        return grouped
+
     @property
     def has_test_pool(self) -> bool:
         return bool(self.test_paths) or self.test_fraction is not None
@@ -130,7 +137,7 @@ class ConnectionDataset:
         if self.evaluate_on == VALIDATION:
             return self._validation(side, seed)
         test = self.read(self.test_paths) if self.test_paths else train.iloc[np.sort(np.concatenate([test_inliers, test_anomalies]))]
-        return Pools(self._inliers(side, "data.train_path" if self.test_paths else "the training side"), test.reset_index(drop=True))
+        return Pools(self.inliers(side, "data.train_path" if self.test_paths else "the training side"), test.reset_index(drop=True))
 
     def _validation(self, side: pd.DataFrame, seed: int) -> Pools:
         """The training side's inliers less a seeded share, which tests with its anomalies."""
@@ -149,7 +156,8 @@ class ConnectionDataset:
         validation = side.iloc[np.sort(np.concatenate([held_out, anomalies]))].reset_index(drop=True)
         return Pools(side.iloc[np.sort(trains)].reset_index(drop=True), validation)
 
-    def _inliers(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    def inliers(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        """The records that train (every record, unlabelled); the log counts those left out."""
         if not self.schema.labelled:
             return frame
         anomalous = self.is_anomaly(frame)

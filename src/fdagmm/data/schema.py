@@ -85,6 +85,10 @@ class TableSchema:
     anomaly: str = "attacks"
     non_finite: str = "refuse"
     label_suffix: str = ""  # stripped from label values (KDDCUP99's trailing dot)
+    # A column read with the records that names their site, network, sensor or day: what
+    # partition=by_column splits clients by. A feature stays a feature; any other column is
+    # read as text, never a feature.
+    group_column: str | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -96,15 +100,19 @@ class TableSchema:
         problems = [f"column {c!r} appears twice" for c in sorted({c for c in self.columns if self.columns.count(c) > 1})]
         for role, names in (("numeric", self.numeric), ("categorical", self.categorical), ("drop", self.drop)):
             problems += [f"{role} column {c!r} is not one of its columns" for c in names if c not in known]
-        for role, c in (("label", self.label), ("attack_category", self.attack_category)):
+        for role, c in (("label", self.label), ("attack_category", self.attack_category), ("group_column", self.group_column)):
             if c is not None and c not in known:
                 problems.append(f"{role} column {c!r} is not one of its columns")
         both = set(self.numeric) & set(self.categorical)
         problems += [f"column {c!r} is both numeric and categorical" for c in sorted(both)]
         if self.label is not None and self.label == self.attack_category:
             problems.append(f"column {self.label!r} is both the label and the attack category")
-        roles = {c for c in (self.label, self.attack_category) if c is not None}
-        problems += [f"column {c!r} is a feature and the label or attack category" for c in self.features if c in roles]
+        if self.group_column is not None and self.group_column == self.label:
+            problems.append(f"column {self.label!r} is both the label and the group column: split clients by another column")
+        if self.group_column is not None and self.group_column in self.drop:
+            problems.append(f"group column {self.group_column!r} is also a dropped column")
+        roles = {c for c in (self.label, self.attack_category, self.group_column) if c is not None}
+        problems += [f"column {c!r} is a feature and the label or attack category" for c in self.features if c in roles - {self.group_column}]
         untyped = [c for c in self.columns if c not in self.numeric and c not in self.categorical and c not in self.drop and c not in roles]
         if untyped:
             problems.append(f"columns {untyped} have no kind: list them under numeric, categorical or drop")
@@ -147,8 +155,10 @@ class TableSchema:
 
     @property
     def info_columns(self) -> list[str]:
-        """The label and attack-category columns the schema has (read when a file has them)."""
-        return [c for c in (self.label, self.attack_category) if c is not None]
+        """The label, attack-category and (when not a feature) group columns the schema has
+        (read when a file has them)."""
+        group = self.group_column if self.group_column not in self.features else None
+        return [c for c in (self.label, self.attack_category, group) if c is not None]
 
     @property
     def labelled(self) -> bool:
@@ -169,6 +179,7 @@ class TableSchema:
         drop_columns: list[str] = (),
         non_finite: str = KEEP,
         anomaly: str = KEEP,
+        group_column: str | None = KEEP,
     ) -> TableSchema:
         """This schema with a run's overrides (``KEEP``: as the schema says). A label column set
         to null is read past; a label column moved onto a feature takes it out of the features."""
@@ -198,6 +209,11 @@ class TableSchema:
             changes["non_finite"] = non_finite
         if anomaly is not KEEP:
             changes["anomaly"] = anomaly
+        if group_column is not KEEP:
+            if group_column is not None and group_column not in (*self.columns, *changes.get("columns", ())):
+                raise ConfigError(f"partition.column={group_column}: not a column of {self.name}; a column of the file the schema does not list: add it with data.drop_columns=[{group_column}]")
+            drop = [c for c in drop if c != group_column]  # a dropped column named here is read, as text, never a feature
+            changes["group_column"] = group_column
         changes["drop"] = tuple(drop)
         try:
             return dataclasses.replace(self, **changes)
@@ -220,6 +236,8 @@ class TableSchema:
             "attack_category": self.attack_category,
             "anomaly": self.anomaly,
             "non_finite": self.non_finite,
+            # Only when set: the schemas of runs that split no client by a column keep their digest.
+            **({"group_column": self.group_column} if self.group_column is not None else {}),
         }
 
     def to_yaml(self) -> str:
@@ -274,6 +292,7 @@ class TableSchema:
                 anomaly=str(spec.get("anomaly", "attacks")),
                 non_finite=str(spec.get("non_finite", "refuse")),
                 label_suffix=str(spec.get("label_suffix") or ""),
+                group_column=None if spec.get("group_column") is None else str(spec["group_column"]),
             )
         except KeyError as e:
             raise ConfigError(f"{source}: the schema has no {e.args[0]!r}") from None

@@ -8,6 +8,7 @@ baseline (``method.detector``) is fitted once, in process, and measured the same
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from fdagmm.config import build, method_label, train_clients_of, validate_config
-from fdagmm.data.datamodule import ClientsDataModule
+from fdagmm.data.datamodule import ClientsDataModule, tested_clients
 from fdagmm.data.dataset import ConnectionDataset, build_dataset
+from fdagmm.data.partition import FilesPartition
 from fdagmm.detection.evaluation import THRESHOLD_REFS, metrics_by_threshold_ref
 from fdagmm.errors import ConfigError
 from fdagmm.federation.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
@@ -72,7 +74,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
     validate_config(cfg)
-    dataset = build_dataset(cfg.data)
+    dataset = _run_dataset(cfg)
+    counted = _with_counted_clients(cfg, dataset)
+    if counted is not cfg:  # partition=by_column: its clients are known now
+        cfg = counted
+        validate_config(cfg)
     if cfg.fed.backend == "flower":
         from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
 
@@ -90,6 +96,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             rows = {**payload["per_client"], "mean": payload["clients_mean"], "worst": payload["clients_worst"]}
             print_metrics_table(f"{title}: every client's test set", rows, row_label="client")
     return payload
+
+
+def _run_dataset(cfg: DictConfig) -> ConnectionDataset:
+    """The data set the run reads: with ``partition=files``, its schema over the clients' own files."""
+    partitioner = build(cfg.partition)
+    if not isinstance(partitioner, FilesPartition):
+        return build_dataset(cfg.data)
+    if cfg.data.get("evaluate_on", "test") != "test":
+        raise ConfigError("data.evaluate_on=validation holds out part of one training file; with partition=files give each client a validation file as its test_path")
+    log.info("partition=files: %d clients read their own files (data.train_path, test_path and test_fraction are not read)", partitioner.num_clients)
+    return build_dataset(partitioner.data_config(cfg.data))
+
+
+def _with_counted_clients(cfg: DictConfig, dataset: ConnectionDataset) -> DictConfig:
+    """``partition=by_column`` without ``top_n``: every value of the column is a client, so
+    the config's ``partition.top_n`` becomes their count (read from the records)."""
+    if cfg.partition.get("column") is None or cfg.partition.top_n is not None:
+        return cfg
+    column = cfg.partition.column
+    values = dataset.grouped_by(column).pools(cfg.seed).train[column]
+    cfg = copy.deepcopy(cfg)
+    cfg.partition.top_n = int(values.nunique())
+    log.info("partition=by_column: %d values of %s, %d clients", cfg.partition.top_n, column, cfg.partition.top_n)
+    return cfg
 
 
 def _client_data(cfg: DictConfig, dataset: ConnectionDataset, train_clients: list[int]) -> ClientsDataModule:
@@ -122,7 +152,8 @@ def _fit_classical_detector(cfg: DictConfig, dataset: ConnectionDataset) -> dict
         )
 
     final_by_ref = metrics(cfg.method.eval_client, _threshold_refs(cfg))
-    per_client = {f"client{k}": metrics(k, ("own",))["own"] for k in scores}
+    tested = tested_clients(datamodule.summary(), dataset.schema.labelled)
+    per_client = {f"client{k}": metrics(k, ("own",))["own"] for k in scores if k in tested}
     return write_results(
         Path(cfg.paths.output_dir), run_info(cfg), hparams(cfg), rounds, final_by_ref, cfg.eval.threshold_ref, per_client,
         datamodule.summary(),
@@ -188,7 +219,8 @@ def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, A
     mixture, final_by_ref = evaluate(module.net, _threshold_refs(cfg), cfg.fed.rounds, log_scores_at=cfg.fed.rounds)
     # Every client's test set: with the federation's mixture, or each with its own (gmm_stats=local).
     own_mixtures = cfg.method.federated and cfg.fed.gmm_stats == "local"
-    per_client = evaluate_every_client(module.net, clients, None if own_mixtures else mixture, cfg.eval.anomaly_ratio)
+    tested = tested_clients(counts, dataset.schema.labelled)
+    per_client = evaluate_every_client(module.net, [c for c in clients if c.client_id in tested], None if own_mixtures else mixture, cfg.eval.anomaly_ratio)
     export_detector(
         cfg, dataset.name, module.net, mixture, datamodule.encoder, clients[cfg.method.eval_client],
         final_by_ref[cfg.eval.threshold_ref], Path(cfg.paths.output_dir),

@@ -137,3 +137,35 @@ def test_a_common_group_that_never_trains_is_refused_when_splitting():
     scenario = StudyScenario("s", [0.5, 0.5], [1.0, 0.0], common_attacks=["smurff"])
     with pytest.raises(DataError, match=r"partition.common_attacks: \['smurff'\] never occur among the records that train"):
         scenario.split(labels, labels == NORMAL, seed=0)
+
+
+def test_by_column_clients_are_the_most_frequent_values_with_their_own_anomalies():
+    from fdagmm.data.partition import ByColumnPartitioner
+
+    rng = np.random.default_rng(3)
+    sites = rng.choice(["a", "b", "c", "d"], size=5000, p=[0.1, 0.4, 0.3, 0.2])
+    is_anomaly = rng.random(5000) < 0.3
+    partitioner = ByColumnPartitioner("site", column="site", top_n=3)
+    splits = partitioner.split(sites, is_anomaly, seed=0)
+    assert partitioner.values == ["b", "c", "d"]  # "a", the least frequent, is left out
+    for s, site in zip(splits, partitioner.values):
+        mine = np.flatnonzero(sites == site)
+        inliers = mine[~is_anomaly[mine]]
+        assert sorted(np.concatenate([s.train_idx, s.test_idx])) == sorted(mine)  # its records, all of them
+        assert len(s.train_idx) == len(inliers) // 2 and not is_anomaly[s.train_idx].any()
+    assert all(sites[s.test_idx][is_anomaly[s.test_idx]].tolist() == [v] * int(is_anomaly[s.test_idx].sum()) for s, v in zip(splits, partitioner.values))
+    # With a test set of the data set's own, every inlier of its value trains.
+    shared = ByColumnPartitioner("site", column="site", top_n=2).split(sites, is_anomaly, seed=0, all_train=True)
+    assert [len(s.train_idx) for s in shared] == [int(((sites == v) & ~is_anomaly).sum()) for v in ("b", "c")]
+    assert all(len(s.test_idx) == 0 for s in shared)
+
+
+def test_by_column_without_top_n_takes_every_value_and_too_many_is_refused():
+    from fdagmm.data.partition import ByColumnPartitioner
+
+    sites = np.array(["x", "y", "y", "z", "z", "z"] * 10)
+    is_anomaly = np.zeros(len(sites), dtype=bool)
+    every = ByColumnPartitioner("site", column="site")
+    assert len(every.split(sites, is_anomaly, seed=0, all_train=True)) == 3 and every.values == ["z", "y", "x"]
+    with pytest.raises(ConfigError, match="partition.top_n=4: column 'site' holds only 3 values"):
+        ByColumnPartitioner("site", column="site", top_n=4).split(sites, is_anomaly, seed=0)

@@ -329,3 +329,18 @@ def test_first_difference_names_the_differing_key():
     revocabulary = dataclasses.replace(base, categorical={**base.categorical, "state": Categorical(("FIN",), 4)})
     assert base.first_difference(revocabulary).startswith("categorical.state:")
     assert load_schema("kdd99").first_difference(load_schema("nsl_kdd")).startswith("name:")
+
+
+def test_a_group_column_is_read_never_a_feature_and_leaves_other_schemas_digests_alone():
+    base = load_schema("unsw_nb15")
+    assert "group_column" not in base.to_dict()  # unset: the digest of every existing schema stands
+    grouped = base.with_overrides(group_column="id")  # a dropped column, read for the partition
+    assert "id" not in grouped.drop and "id" not in grouped.features and "id" in grouped.info_columns
+    assert grouped.features == base.features
+    assert TableSchema.from_dict(grouped.to_dict()) == grouped and grouped.digest != base.digest
+    feature = base.with_overrides(group_column="proto")  # a feature stays one
+    assert "proto" in feature.features and "proto" not in feature.info_columns
+    with pytest.raises(ConfigError, match=r"partition.column=site: not a column of unsw_nb15.*data.drop_columns=\[site\]"):
+        base.with_overrides(group_column="site")
+    with pytest.raises(ConfigError, match="both the label and the group column"):
+        base.with_overrides(group_column="label")

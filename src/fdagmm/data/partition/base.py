@@ -36,8 +36,8 @@ class Partitioner(ABC):
     """Splits records into ``num_clients`` clients (inliers train, anomalies test).
 
     Subclasses decide which client holds each inlier record (``assign_inliers``). Then, when
-    the data set has no test set of its own, the anomalies are split at random in proportion
-    to the clients' inlier counts, and per client a random ``floor(train_fraction * inliers)``
+    the data set has no test set of its own, the anomalies are split (``assign_anomalies``: at
+    random in proportion to the clients' inlier counts, unless a scheme decides), and per client a random ``floor(train_fraction * inliers)``
     of its inliers is its training set; the rest of its inliers and all of its anomalies are
     its test set. With a test set of its own (``all_train``) every inlier a client holds
     trains, and the anomalies among the training records are left out.
@@ -45,6 +45,8 @@ class Partitioner(ABC):
 
     # How to fix a client left with fewer than min_partition_size training records.
     too_small_fix = "use fewer clients"
+    # The column whose values ``split`` takes as the records' groups; None: their labels.
+    group_column: str | None = None
 
     @checked_arguments("partition")
     def __init__(
@@ -63,20 +65,28 @@ class Partitioner(ABC):
     def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """Row indices of the inlier records each client holds."""
 
+    def assign_anomalies(
+        self, groups: np.ndarray, is_anomaly: np.ndarray, client_inliers: list[np.ndarray], rng: np.random.Generator
+    ) -> list[np.ndarray]:
+        """Row indices of the anomalies each client tests on: dealt at random in proportion to
+        the clients' inlier counts."""
+        counts = np.array([len(a) for a in client_inliers], dtype=np.float64)
+        anomalies = rng.permutation(np.flatnonzero(is_anomaly))
+        return split_by_fractions(anomalies, counts / max(counts.sum(), 1.0))
+
     def split(self, groups: np.ndarray, is_anomaly: np.ndarray, seed: int, all_train: bool = False) -> list[ClientSplit]:
         """The clients' splits of records with these groups (labels) and anomaly flags; a
         DataError when a client would hold fewer than ``min_partition_size`` training
         records or (unless ``all_train``) no test record."""
         rng = np.random.default_rng(seed)
         client_inliers = self.assign_inliers(groups, ~is_anomaly, rng)
+        client_count = len(client_inliers)
         if all_train:
             splits = [ClientSplit(k, rng.permutation(rows), rows[:0]) for k, rows in enumerate(client_inliers)]
         else:
-            counts = np.array([len(a) for a in client_inliers], dtype=np.float64)
-            anomalies = rng.permutation(np.flatnonzero(is_anomaly))
-            client_anomalies = split_by_fractions(anomalies, counts / max(counts.sum(), 1.0))
+            client_anomalies = self.assign_anomalies(groups, is_anomaly, client_inliers, rng)
             splits = []
-            for k in range(self.num_clients):
+            for k in range(client_count):
                 rows = rng.permutation(client_inliers[k])
                 n_train = int(np.floor(self.train_fraction * len(rows)))
                 splits.append(ClientSplit(k, rows[:n_train], np.concatenate([rows[n_train:], client_anomalies[k]])))

@@ -1,8 +1,9 @@
 """The ClientApp: one organisation's side of the federation, run by its SuperNode.
 
-The SuperNode's ``--node-config`` names the organisation's partition file (``data-path``)
-and where its TensorBoard events, exported detector and encoded records go
-(``output-dir``). Flower starts a fresh process for every message, so this module imports
+The SuperNode's ``--node-config`` names the organisation's records: its own files
+(``client-id``, ``data-path``, optional ``test-path``, read with the run's data set) or a
+partition file (``data-path`` alone); and where its TensorBoard events, exported detector
+and encoded records go (``output-dir``). Flower starts a fresh process for every message, so this module imports
 only Flower at load time and each handler what its message needs: ``describe`` the
 partition reader, a round message the training and evaluation stack (``client_round``).
 
@@ -36,10 +37,10 @@ def describe(msg: Message, context: Context) -> Message:
 
     from fdagmm.data.datamodule import record_counts
     from fdagmm.data.features import ScalingStats, needs_client_stats
-    from fdagmm.federation.flower.partitions import load_partition
-    from fdagmm.federation.flower.records import scaling_stats_record
+    from fdagmm.federation.flower.partitions import NodeData, node_records
+    from fdagmm.federation.flower.records import config_from_run, scaling_stats_record
 
-    records, schema = load_partition(Path(str(context.node_config["data-path"])))
+    records, schema = node_records(NodeData.of(context.node_config), config_from_run(context.run_config))
     counts = record_counts(len(records.train_idx), records.test_is_anomaly)
     reply = RecordDict({
         "metrics": MetricRecord({"client-id": records.client_id, **counts}),

@@ -40,7 +40,7 @@ from fdagmm.federation.components import (
     planned_training_steps,
     prepare_process,
 )
-from fdagmm.federation.flower.partitions import ENCODED_DIR, encoded_partition
+from fdagmm.federation.flower.partitions import ENCODED_DIR, NodeData, encoded_partition
 from fdagmm.federation.flower.records import (
     config_from_run,
     gmm_stats_from_record,
@@ -67,7 +67,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     config = msg.content["config"]
     output_dir = Path(str(context.node_config["output-dir"]))
     scaling = scaling_from_record(msg.content["scaling"])
-    data, encoder = encoded_partition(Path(str(context.node_config["data-path"])), scaling, output_dir / ENCODED_DIR)
+    data, encoder = encoded_partition(NodeData.of(context.node_config), cfg, scaling, output_dir / ENCODED_DIR)
     # A ClientApp process lives for one message: at most one round of this client's training.
     training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
     privacy = build_privacy(cfg)

@@ -1,5 +1,7 @@
-"""``fed.backend=flower`` on one machine: partition files, a SuperLink and one SuperNode per
-client on 127.0.0.1, ``flwr run``, and checks that the run really finished.
+"""``fed.backend=flower`` on one machine: a SuperLink and one SuperNode per client on
+127.0.0.1, each given its records (with ``partition=files`` the client's own files, else a
+partition file written from the data set), ``flwr run``, and checks that the run really
+finished.
 
 The commands are those of docs/deployment.md, with every address on loopback. Everything
 Flower writes (its config, logs, database) stays under the run dir: ``FLWR_HOME`` points
@@ -28,6 +30,7 @@ from omegaconf import DictConfig
 
 from fdagmm.config import build
 from fdagmm.data.dataset import ConnectionDataset
+from fdagmm.data.partition import FilesPartition, SiteFiles
 from fdagmm.detection.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
 from fdagmm.federation.flower.partitions import ENCODED_DIR, write_partitions
@@ -54,14 +57,22 @@ def run_flower(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any] | 
         raise ConfigError('fed.backend=flower needs Flower: pip install -e ".[flower]"')
     output_dir = Path(cfg.paths.output_dir).resolve()
     flower_dir = output_dir / "flower"
-    paths, counts = write_partitions(dataset, build(cfg.partition), cfg.seed, flower_dir / "partitions")
+    flower_dir.mkdir(parents=True, exist_ok=True)
+    partitioner = build(cfg.partition)
+    if isinstance(partitioner, FilesPartition):  # each SuperNode reads its organisation's files; nothing is written
+        paths, node_configs = [], [site_node_config(k, site) for k, site in enumerate(partitioner.sites)]
+    else:
+        paths, counts = write_partitions(dataset, partitioner, cfg.seed, flower_dir / "partitions")
+        node_configs = [f'data-path="{path}"' for path in paths]
+        log.info("partition files: %s", counts)
     run_config = write_run_config(cfg, flower_dir / "run_config.toml", output_dir)
-    log.info("partition files: %s", counts)
     if cfg.fed.flower.prepare_only:
-        log.info("wrote %s and %s; start the federation as in docs/deployment.md", ", ".join(map(str, paths)), run_config)
+        log.info("wrote %s; start the federation as in docs/deployment.md, each SuperNode with its --node-config:", ", ".join(map(str, [*paths, run_config])))
+        for k, node_config in enumerate(node_configs):
+            log.info("client %d: --node-config '%s output-dir=\"<its output dir>\"'", k, node_config)
         return None
     try:
-        with LocalFederation(flower_dir, paths, output_dir, cfg.fed.flower.timeout_s) as federation:
+        with LocalFederation(flower_dir, node_configs, output_dir, cfg.fed.flower.timeout_s) as federation:
             federation.run(run_config, deadline_s=cfg.fed.flower.timeout_s * (cfg.fed.rounds + 1))
     finally:
         # The stand-ins for the organisations' data (hundreds of MB on the 10% file) and their
@@ -70,6 +81,14 @@ def run_flower(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any] | 
             path.unlink(missing_ok=True)
         shutil.rmtree(output_dir / ENCODED_DIR, ignore_errors=True)
     return _checked_results(output_dir, cfg)
+
+
+def site_node_config(client_id: int, site: SiteFiles) -> str:
+    """The ``--node-config`` entries that give a SuperNode one organisation's own files."""
+    config = f'client-id={client_id} data-path="{",".join(str(p.resolve()) for p in site.train_paths)}"'
+    if site.test_paths:
+        config += f' test-path="{",".join(str(p.resolve()) for p in site.test_paths)}"'
+    return config
 
 
 def write_run_config(cfg: DictConfig, path: Path, output_dir: Path) -> Path:
@@ -134,8 +153,8 @@ class LocalFederation:
     (SIGTERM, then SIGKILL), so no ServerApp or ClientApp outlives the run.
     """
 
-    def __init__(self, flower_dir: Path, partitions: list[Path], output_dir: Path, timeout_s: float):
-        self.partitions = partitions
+    def __init__(self, flower_dir: Path, node_configs: list[str], output_dir: Path, timeout_s: float):
+        self.node_configs = node_configs  # per client, where its records are
         self.output_dir = output_dir
         self.timeout_s = timeout_s
         self.logs = flower_dir / "logs"
@@ -149,7 +168,7 @@ class LocalFederation:
         # default of a thread per core in each would oversubscribe the cores (its threads spin
         # while they wait). Share the cores out unless the user set a thread count
         # (torch_threads, which each process applies itself, or OMP_NUM_THREADS).
-        self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(partitions))))
+        self.env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // len(node_configs))))
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalFederation:
@@ -159,7 +178,7 @@ class LocalFederation:
         if threading.current_thread() is threading.main_thread():
             self._sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self.logs.mkdir(parents=True, exist_ok=True)
-        link_port, *node_ports = free_ports(1 + len(self.partitions))
+        link_port, *node_ports = free_ports(1 + len(self.node_configs))
         home = Path(self.env["FLWR_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
@@ -173,8 +192,8 @@ class LocalFederation:
                  "--host", "127.0.0.1", "--port", str(link_port)],
             )
             self._wait_for_port(link_port, "superlink")
-            for k, (path, port) in enumerate(zip(self.partitions, node_ports)):
-                node_config = f'data-path="{path}" output-dir="{self.output_dir}"'
+            for k, (records, port) in enumerate(zip(self.node_configs, node_ports)):
+                node_config = f'{records} output-dir="{self.output_dir}"'
                 self._start(
                     f"supernode{k}",
                     ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link_port}",

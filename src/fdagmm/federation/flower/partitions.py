@@ -1,12 +1,14 @@
-"""Partition files: the records one organisation holds, as its SuperNode reads them.
+"""The records one organisation holds, as its SuperNode reads them: its own files, or a
+partition file.
 
-A partition file holds one client's raw training and test records (the data set's features,
-test labels as a flag) and the data set's schema, not an encoding: every client encodes with
-its schema and the scaling the ServerApp sends (fixed by the schema, or with
-``data.scaling=federated_minmax`` combined from each ClientApp's min/max of its own training
-records), exactly as the in-process backend does. ``write_partitions`` stands in for the
-organisations: it splits the data set by the configured partition (the ``prepare`` step of a
-deployment).
+A SuperNode's ``--node-config`` names them (``NodeData``). An organisation's own files
+(``client-id``, ``data-path`` and optionally ``test-path``) are read with the run's data set,
+as ``partition=files`` reads them in process (``site_records``): nobody else reads them. A
+partition file holds one client's raw training and test records (the data set's features,
+test labels as a flag) and the data set's schema: ``write_partitions`` stands in for the
+organisations when one data set is split into clients (the ``prepare`` step of a simulated
+deployment). Either way, every client encodes with its schema and the scaling the ServerApp
+sends, exactly as the in-process backend does.
 
 Encoding a large partition takes seconds (1.5 s for s3's client 1 on a 2-core machine), and
 Flower starts a fresh ClientApp process for every message, so ``encoded_partition`` encodes
@@ -20,27 +22,74 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig
+
 from fdagmm.data.datamodule import (
     ClientData,
     ClientRecords,
     client_records,
     encode_client,
     record_counts,
+    site_records,
 )
-from fdagmm.data.dataset import ConnectionDataset
+from fdagmm.data.dataset import ConnectionDataset, build_dataset
 from fdagmm.data.features import FeatureEncoder, Scaling
-from fdagmm.data.partition import Partitioner
+from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.data.schema import TableSchema
+from fdagmm.errors import ConfigError
 from fdagmm.serialization import load_payload, save_payload
 
 FORMAT_VERSION = 2
 # Where a ClientApp keeps its encoded copies: <output-dir>/flower/encoded (on its own site).
 ENCODED_DIR = Path("flower") / "encoded"
+
+
+@dataclass(frozen=True)
+class NodeData:
+    """What a SuperNode's ``--node-config`` says its records are: the organisation's own files
+    (``client-id``: its number in the federation, 0 the evaluated one; ``data-path``: its
+    training file(s); ``test-path``: its labelled test file(s), optional; several files
+    separated by commas), or with ``data-path`` alone a partition file."""
+
+    client_id: int | None  # None: a partition file
+    data_paths: tuple[Path, ...]
+    test_paths: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, node_config: dict) -> NodeData:
+        if "data-path" not in node_config:
+            raise ConfigError("the SuperNode's --node-config has no data-path: name its records' file")
+        paths = lambda key: tuple(Path(p.strip()) for p in str(node_config.get(key, "")).split(",") if p.strip())  # noqa: E731
+        if "client-id" not in node_config:
+            if "test-path" in node_config:
+                raise ConfigError("the SuperNode's --node-config has a test-path but no client-id: an organisation's own files need both")
+            return cls(None, paths("data-path"))
+        return cls(int(node_config["client-id"]), paths("data-path"), paths("test-path"))
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (*self.data_paths, *self.test_paths)
+
+
+def node_records(node: NodeData, cfg: DictConfig) -> tuple[ClientRecords, TableSchema]:
+    """The node's records and the schema they were read with: its own files with the run's
+    data set (``cfg.data``), or its partition file."""
+    if node.client_id is None:
+        return load_partition(node.data_paths[0])
+    site, dataset = _site(node, cfg)
+    return site_records(dataset, node.client_id, site.sites[0]), dataset.schema
+
+
+def _site(node: NodeData, cfg: DictConfig) -> tuple[FilesPartition, ConnectionDataset]:
+    spec = {"train_path": [str(p) for p in node.data_paths], "test_path": [str(p) for p in node.test_paths] or None}
+    site = FilesPartition("site", [spec])
+    return site, build_dataset(site.data_config(cfg.data))
 
 
 def write_partitions(
@@ -87,22 +136,25 @@ def load_partition(path: Path) -> tuple[ClientRecords, TableSchema]:
     return records, schema
 
 
-def encoded_partition(path: Path, scaling: Scaling, cache_dir: Path) -> tuple[ClientData, FeatureEncoder]:
-    """The partition file's records encoded with ``scaling``, memory-mapped from an encoded
-    copy under ``cache_dir`` (written on first use). The copy is keyed by the file's identity
-    and the scaling, so a rewritten file or other bounds never read a stale copy."""
-    path = path.resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no partition file at {path}: check the SuperNode's --node-config data-path")
-    stat = path.stat()
+def encoded_partition(node: NodeData, cfg: DictConfig, scaling: Scaling, cache_dir: Path) -> tuple[ClientData, FeatureEncoder]:
+    """The node's records encoded with ``scaling``, memory-mapped from an encoded copy under
+    ``cache_dir`` (written on first use). The copy is keyed by the files' identities, the
+    client id and the scaling, so a rewritten file or another scaling never read a stale copy."""
+    identity = f"{FORMAT_VERSION}|{node.client_id}"
+    for path in node.files:
+        path = path.resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no file at {path}: check the SuperNode's --node-config data-path and test-path")
+        stat = path.stat()
+        identity += f"|{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    cdf = b"" if scaling.cdf is None else scaling.cdf.tobytes()
     key = hashlib.sha256(
-        f"{FORMAT_VERSION}|{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        + scaling.minimum.tobytes() + scaling.maximum.tobytes() + scaling.log_scaled.tobytes()
+        identity.encode() + scaling.minimum.tobytes() + scaling.maximum.tobytes() + scaling.log_scaled.tobytes() + cdf
     ).hexdigest()[:16]
     entry = cache_dir / key
-    records, schema = load_partition(path)  # the schema, and on first use the records to encode
-    encoder = FeatureEncoder(scaling, schema)
     if not (entry / "client.json").is_file():
+        records, schema = node_records(node, cfg)
+        encoder = FeatureEncoder(scaling, schema)
         data = encode_client(records, encoder)
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}-"))
@@ -114,6 +166,9 @@ def encoded_partition(path: Path, scaling: Scaling, cache_dir: Path) -> tuple[Cl
             os.replace(tmp, entry)  # whole or absent, also if the process dies mid-write
         except OSError:  # written meanwhile by another process: keep that one
             shutil.rmtree(tmp, ignore_errors=True)
+    else:  # the schema alone (a partition file: read whole, as it holds it)
+        schema = load_partition(node.data_paths[0])[1] if node.client_id is None else _site(node, cfg)[1].schema
+        encoder = FeatureEncoder(scaling, schema)
     # mode "c" (copy-on-write): pages are read on demand and shared between processes, and
     # the arrays are writable without ever changing the file.
     data = ClientData(

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from fdagmm.config import n_clients_of, train_clients_of
+from fdagmm.data.datamodule import tested_clients
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
 from fdagmm.data.schema import TableSchema
 from fdagmm.errors import FdagmmError
@@ -116,6 +117,7 @@ class FdagmmRounds:
         node_of: dict[int, int],
         scaling: ArrayRecord,
         rounds: RoundLog,
+        tested: list[int],
     ):
         self.cfg = cfg
         self.grid = grid
@@ -124,6 +126,7 @@ class FdagmmRounds:
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.scaling = scaling  # the federation's scaling, sent with every message
+        self.tested = tested  # the clients tested after the last round (those with test records)
         self.rounds = rounds
         self.train_clients = train_clients_of(cfg)
         self.mixture_clients = mixture_clients(cfg.fed.gmm_stats, cfg.method.eval_client, self.train_clients)
@@ -151,7 +154,7 @@ class FdagmmRounds:
         eval_client = self.cfg.method.eval_client
         trainers = sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, t) if t <= total else []
         stats_clients = self.mixture_clients if stats_round else []
-        testers = sorted(self.node_of) if test_round == total else [eval_client] if test_round else []
+        testers = self.tested if test_round == total else [eval_client] if test_round else []
         final = test_round == total
         messages = []
         for k in sorted({*trainers, *stats_clients, *testers}):
@@ -313,7 +316,8 @@ def main(grid: Grid, context: Context) -> None:
         net = build_local_training(cfg, FeatureEncoder(scaling, schema).dim).build_module().net
         privacy = build_privacy(cfg)
         strategy = build_strategy(cfg, net, privacy)
-        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds)
+        tested = tested_clients(counts, schema.labelled)
+        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds, tested)
         loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         write_results(output_dir, run_info(cfg), hparams(cfg), rounds, {"own": loop.final}, "own", loop.per_client, counts)
         write_json_atomic(output_dir / "flower" / TIMINGS_FILE, {"messages": loop.timings})
