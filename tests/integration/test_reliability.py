@@ -43,7 +43,7 @@ def _cfg(data_path, output_dir, *overrides):
         ("method.eval_client=2", "method.eval_client must be one of the client ids 0..1"),
         ("data.batch_size=0", "data.batch_size must be >= 1"),
         ("eval.threshold_ref=median", "eval.threshold_ref must be own or pooled"),
-        ("data.scaling=minmax", "data.scaling must be one of schema_log, federated_minmax, got 'minmax'"),
+        ("data.scaling=minmax", "data.scaling must be one of schema_log, federated_minmax, federated_standard, federated_robust, federated_quantile, got 'minmax'"),
     ],
 )
 def test_impossible_config_values_are_refused_before_any_data_is_read(tmp_path, override, message):
