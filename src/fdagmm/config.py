@@ -104,6 +104,9 @@ class PrivacyConfig:
     clip_norm: float = ranged(0.02, POSITIVE)  # C: L2 bound of a client's model update
     stats_clip_norm: float = ranged(1.0, POSITIVE)  # L2 bound of a client's normalised mixture statistics
     delta: float = ranged(1e-3, OPEN_FRACTION)
+    # Noise and client sampling from the run's seed, which every client holds: NOT PRIVATE;
+    # reproducible noise for simulation studies only.
+    insecure_reproducible_noise: bool = False
 
 
 @dataclass

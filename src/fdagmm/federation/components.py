@@ -28,6 +28,8 @@ from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.tracking import ContinuousStepLogger, RoundLog, evaluated_round
 
+log = logging.getLogger(__name__)
+
 
 def prepare_process(cfg: DictConfig) -> None:
     """Seeds, thread count and Lightning's logging, for any process that trains or evaluates."""
@@ -121,7 +123,26 @@ def build_privacy(cfg: DictConfig) -> ClientLevelDP | None:
         seed=cfg.seed,
         given_noise_multiplier=p.noise_multiplier,
         target_epsilon=p.target_epsilon,
+        reproducible_noise=p.insecure_reproducible_noise,
     )
+
+
+INSECURE_NOISE_WARNING = (
+    "privacy.insecure_reproducible_noise=true: the DP noise and the clients of each round come from the run's seed, "
+    "which every client receives: anyone in the federation can regenerate the noise and subtract it. NOT PRIVATE"
+)
+
+
+def warn_if_insecure_noise(cfg: DictConfig) -> None:
+    """The log's warning for a private run whose noise is not secret."""
+    if cfg.privacy.name == "dp" and cfg.privacy.insecure_reproducible_noise:
+        log.warning(INSECURE_NOISE_WARNING)
+
+
+def secret_sampling(cfg: DictConfig) -> bool:
+    """Whether the clients of a round are drawn from the secure source (differential privacy
+    without ``privacy.insecure_reproducible_noise``) rather than from the run's seed."""
+    return cfg.privacy.name == "dp" and not cfg.privacy.insecure_reproducible_noise
 
 
 def stats_privacy(cfg: DictConfig, privacy: ClientLevelDP | None) -> ClientLevelDP | None:
@@ -185,6 +206,7 @@ def run_info(cfg: DictConfig) -> dict[str, Any]:
             "stats_clip_norm": privacy.stats_clip_norm,
             "sample_rate": privacy.sample_rate,
             "stats_releases": len(privacy.stats_rounds),
+            "noise": "reproducible from the run's seed: NOT PRIVATE" if privacy.reproducible_noise else "secret",
         }
     return info
 

@@ -56,12 +56,13 @@ def run_rounds(
     seed: int,
     on_round_end: RoundEnd,
     first_round: int = 1,
+    secret_sampling: bool = False,
 ) -> nn.Module:
     """theta_{t+1} = strategy.aggregate(theta_t, ClientUpdate(k, theta_t) for sampled k),
     for t = first_round..rounds; ``on_round_end`` runs once ``global_net`` holds the result."""
     for round_idx in range(first_round, rounds + 1):
         global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
-        sampled = sample_clients(list(clients), clients_per_round, seed, round_idx)
+        sampled = sample_clients(list(clients), clients_per_round, seed, round_idx, secret_sampling)
         updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients)
         global_net.load_state_dict(strategy.aggregate(global_state, updates, round_idx))
         on_round_end(round_idx, updates, rejected, sampled)

@@ -10,8 +10,12 @@ clipped to ``stats_clip_norm``, as one vector.
 Server side (``DPFedAvg``, ``release_stats``): Gaussian noise of standard deviation
 z * clip on the sum of the clipped contributions, and fixed weights: the update sum is
 divided by the expected number of clients per round, the statistics count one per client.
-The noise comes from a generator seeded by (seed, round), so a resumed run and the Flower
-backend add the same noise.
+The noise is secret: each release draws it from a generator seeded from the operating
+system's secure source (``secrets``), never from the run's seed, which every client
+receives with the run's config; a resumed run draws fresh noise. Only
+``privacy.insecure_reproducible_noise=true`` (simulation studies, marked as not private
+wherever the run's results go) seeds it from (seed, round), so that two runs and both
+backends add the same noise.
 
 Accounting (``epsilon``): Opacus's RDP analysis composes, per round, the sampled Gaussian
 mechanism of the update (sampling rate q = clients per round / training clients) and, per
@@ -21,6 +25,7 @@ evaluated round, the statistics' Gaussian mechanism (every training client repor
 from __future__ import annotations
 
 import functools
+import secrets
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,6 +108,15 @@ class ClientLevelDP:
     seed: int
     given_noise_multiplier: float | None = None
     target_epsilon: float | None = None
+    # privacy.insecure_reproducible_noise: noise from (seed, round), which anyone holding the
+    # run's config can regenerate and subtract. Not private; for simulation studies only.
+    reproducible_noise: bool = False
+
+    def noise_generator(self, round_idx: int, stream: int) -> torch.Generator:
+        """The generator of one release's noise: seeded from the secure source, or (not
+        private) from (seed, round, stream)."""
+        seed = derive_seed(self.seed, round_idx, 0, stream) if self.reproducible_noise else secrets.randbits(63)
+        return torch.Generator().manual_seed(seed)
 
     @functools.cached_property
     def noise_multiplier(self) -> float:
@@ -120,7 +134,7 @@ class ClientLevelDP:
         """theta + (sum_k clip(theta_k - theta) + N(0, (z C)^2 I)) / expected clients, over the
         updates' entries. The server clips again: a client's rounding cannot exceed C."""
         keys = [k for k in global_state if k in updates[0].state]
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, round_idx, 0, UPDATE_NOISE_STREAM))
+        generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
         for update in updates:
             for k, d in clipped_delta(global_state, {k: update.state[k] for k in keys}, self.clip_norm).items():
@@ -134,7 +148,7 @@ class ClientLevelDP:
     def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
         """The federation's statistics from the clients' clipped ones: their sum with
         N(0, (z C_s)^2) on every entry, made valid (``valid_stats``); n = the number of clients."""
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, round_idx, 0, STATS_NOISE_STREAM))
+        generator = self.noise_generator(round_idx, STATS_NOISE_STREAM)
         std = self.noise_multiplier * self.stats_clip_norm
         summed = sum(stats[1:], stats[0])
         s0, s1, s2 = (t + _gaussian(t, std, generator) for t in (summed.s0, summed.s1, summed.s2))

@@ -4,6 +4,7 @@ round records, and which clients' statistics form the scoring mixture."""
 from __future__ import annotations
 
 import logging
+import secrets
 
 import numpy as np
 import torch
@@ -21,13 +22,16 @@ class FederationError(FdagmmError):
     """A round in which too few clients returned a usable update, or a backend that failed."""
 
 
-def sample_clients(train_clients: list[int], clients_per_round: int | None, seed: int, round_idx: int) -> list[int]:
+def sample_clients(
+    train_clients: list[int], clients_per_round: int | None, seed: int, round_idx: int, secret: bool = False
+) -> list[int]:
     """The clients that train in ``round_idx``: all of them, or ``clients_per_round`` drawn
     without replacement from a generator seeded by (seed, round) alone, so that a resumed run
-    and the Flower backend draw the same clients."""
+    and the Flower backend draw the same clients; ``secret`` (differential privacy): seeded
+    from the secure source instead, as the privacy analysis needs a choice nobody can predict."""
     if clients_per_round is None or clients_per_round >= len(train_clients):
         return list(train_clients)
-    rng = np.random.default_rng(derive_seed(seed, round_idx, 0, SAMPLING_STREAM))
+    rng = np.random.default_rng(secrets.randbits(128) if secret else derive_seed(seed, round_idx, 0, SAMPLING_STREAM))
     return sorted(int(k) for k in rng.choice(train_clients, size=clients_per_round, replace=False))
 
 

@@ -37,7 +37,9 @@ from fdagmm.federation.components import (
     planned_training_steps,
     prepare_process,
     run_info,
+    secret_sampling,
     stats_privacy,
+    warn_if_insecure_noise,
 )
 from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
 from fdagmm.federation.rounds import mixture_clients, round_record
@@ -74,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
     validate_config(cfg)
+    warn_if_insecure_noise(cfg)
     dataset = _run_dataset(cfg)
     counted = _with_counted_clients(cfg, dataset)
     if counted is not cfg:  # partition=by_column: its clients are known now
@@ -273,7 +276,7 @@ def _train_federated(
 
     run_rounds(
         global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, cfg.fed.clients_per_round,
-        cfg.seed, round_end, first_round,
+        cfg.seed, round_end, first_round, secret_sampling(cfg),
     )
 
 

@@ -86,14 +86,16 @@ def test_centralised_methods_with_k_clients(synthetic_file, tmp_path, monkeypatc
 
 @pytest.mark.parametrize(
     "setting",
-    [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2"),
+    [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2", "privacy.insecure_reproducible_noise=true"),
      ("fed.keep_optimizer_state=true", "model.lr_schedule=cosine")],
     ids=["fedadam", "fedper", "fedadam-dp", "kept-optimizer-cosine"],
 )
 def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthetic_file, tmp_path, monkeypatch, setting):
     """FedAdam's moments live on the server, FedPer's personal layers and kept optimiser states
-    on the clients: all must come back from the checkpoint for the resumed run to match an uninterrupted one. The
-    DP noise of a round depends on (seed, round) alone, so a resumed DP run adds the same."""
+    on the clients: all must come back from the checkpoint for the resumed run to match an
+    uninterrupted one. With privacy.insecure_reproducible_noise the DP noise of a round depends
+    on (seed, round) alone, so a resumed DP run adds the same (by default it draws fresh noise:
+    test_a_resumed_private_run_draws_fresh_noise)."""
     overrides = ("partition=iid", "partition.num_clients=3", *setting, "fed.rounds=4")
     train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
 
@@ -233,3 +235,66 @@ def test_a_cosine_schedule_runs_over_the_federations_epochs(synthetic_file, tmp_
 def test_an_unknown_lr_schedule_is_a_config_error(synthetic_file, tmp_path):
     with pytest.raises(ConfigError, match="model.lr_schedule must be one of constant, cosine, got 'step'"):
         train(_cfg(synthetic_file, tmp_path, "model.lr_schedule=step"))
+
+
+DP_RUN = ("partition=iid", "partition.num_clients=4", "fed.clients_per_round=2", "fed.rounds=2", "privacy=dp", "privacy.delta=0.1")
+
+
+def test_dp_noise_and_sampling_are_secret_by_default_and_the_same_only_when_named_insecure(synthetic_file, tmp_path, caplog):
+    """Two runs of one config and seed: different noise by default (the same seed would let any
+    client regenerate it), the same noise and clients under the loudly named option, which the
+    log, metrics.json and TensorBoard's hparams mark as not private."""
+    runs = {}
+    for name, extra in [("a", ()), ("b", ()), ("c", ("privacy.insecure_reproducible_noise=true",)),
+                        ("d", ("privacy.insecure_reproducible_noise=true",))]:  # fmt: skip
+        with caplog.at_level("WARNING", logger="fdagmm"):
+            caplog.clear()
+            runs[name] = train(_cfg(synthetic_file, tmp_path / name, *DP_RUN, *extra))
+            runs[name]["warned"] = "NOT PRIVATE" in caplog.text
+        runs[name]["weights"] = torch.load(tmp_path / name / "model.pt", weights_only=True)["net_state"]
+    secret, insecure = (runs["a"], runs["b"]), (runs["c"], runs["d"])
+    assert any(not torch.equal(secret[0]["weights"][k], secret[1]["weights"][k]) for k in secret[0]["weights"])
+    assert all(torch.equal(insecure[0]["weights"][k], insecure[1]["weights"][k]) for k in insecure[0]["weights"])
+    assert insecure[0]["history"] == insecure[1]["history"]
+    assert [r["privacy"]["noise"] for r in (*secret, *insecure)] == ["secret", "secret", *["reproducible from the run's seed: NOT PRIVATE"] * 2]
+    assert [r["warned"] for r in (*secret, *insecure)] == [False, False, True, True]
+    from fdagmm.federation.components import hparams  # what TensorBoard's HParams tab shows
+
+    assert hparams(_cfg(synthetic_file, tmp_path / "c", *DP_RUN, "privacy.insecure_reproducible_noise=true"))["privacy/insecure_reproducible_noise"] is True
+
+
+def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monkeypatch):
+    """The rounds a resumed run redoes are noised anew: not the interrupted run's noise replayed
+    (which its seed would give), so its result differs from an uninterrupted run's."""
+    from fdagmm.federation.privacy import ClientLevelDP
+
+    seeds = []
+    original = ClientLevelDP.noise_generator
+
+    def spy(self, round_idx, stream):
+        generator = original(self, round_idx, stream)
+        seeds.append(generator.initial_seed())
+        return generator
+
+    monkeypatch.setattr(ClientLevelDP, "noise_generator", spy)
+    overrides = (*DP_RUN, "fed.rounds=3")
+    train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
+    run_dir = tmp_path / "interrupted"
+    cfg = _cfg(synthetic_file, run_dir, *overrides)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    original_save = experiment.save_checkpoint
+
+    def save_then_die(path, checkpoint):
+        original_save(path, checkpoint)
+        if checkpoint.round == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(experiment, "save_checkpoint", original_save)
+    train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
+    assert len(seeds) > 6 and len(seeds) == len(set(seeds))  # no noise generator seeded twice, in any of the runs
+    resumed = json.loads((run_dir / "metrics.json").read_text())["final"]
+    assert resumed != json.loads((tmp_path / "reference" / "metrics.json").read_text())["final"]

@@ -45,7 +45,9 @@ from fdagmm.federation.components import (
     hparams,
     prepare_process,
     run_info,
+    secret_sampling,
     stats_privacy,
+    warn_if_insecure_noise,
 )
 from fdagmm.federation.flower.launcher import ERROR_FILE
 from fdagmm.federation.flower.records import (
@@ -152,7 +154,9 @@ class FdagmmRounds:
         stats_round = t - 1 if t - 1 in evaluated else 0
         test_round = t - 2 if t - 2 in evaluated else 0
         eval_client = self.cfg.method.eval_client
-        trainers = sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, t) if t <= total else []
+        trainers = (
+            sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, t, secret_sampling(self.cfg)) if t <= total else []
+        )
         stats_clients = self.mixture_clients if stats_round else []
         testers = self.tested if test_round == total else [eval_client] if test_round else []
         final = test_round == total
@@ -308,6 +312,7 @@ def main(grid: Grid, context: Context) -> None:
     _log_to_stderr()
     try:
         prepare_process(cfg)
+        warn_if_insecure_noise(cfg)
         # The logger's save_dir was resolved where the run was prepared; write under output-dir.
         rounds = build_round_log(cfg, output_dir / "tensorboard")
         node_of, counts, stats, schema = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s, cfg.data.scaling)
