@@ -23,7 +23,7 @@ from fdagmm.data.features import FeatureEncoder
 from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
-from fdagmm.federation.privacy import ClientLevelDP, DPFedAvg
+from fdagmm.federation.privacy import RELEASES_FILE, ClientLevelDP, DPFedAvg
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.tracking import ContinuousStepLogger, RoundLog, evaluated_round
@@ -124,6 +124,7 @@ def build_privacy(cfg: DictConfig) -> ClientLevelDP | None:
         given_noise_multiplier=p.noise_multiplier,
         target_epsilon=p.target_epsilon,
         reproducible_noise=p.insecure_reproducible_noise,
+        releases_path=Path(cfg.paths.output_dir) / RELEASES_FILE,
     )
 
 

@@ -87,12 +87,13 @@ def evaluate_global_model(
     round_idx: int,
     privacy: ClientLevelDP | None = None,
     log_scores_at: int | None = None,
+    released: GaussianMixture | None = None,
 ) -> tuple[GaussianMixture, dict[str, dict[str, float]]]:
     """The scoring mixture from ``mixture_clients``' statistics after ``round_idx`` (released
-    under ``privacy``, if any), and ``eval_client``'s test metrics with it per threshold
-    reference (see ``Client.evaluate``)."""
+    under ``privacy``, if any; ``released``: the one already released for this round), and
+    ``eval_client``'s test metrics with it per threshold reference (see ``Client.evaluate``)."""
     net.to(device)
-    mixture = released_mixture(net, [clients[k] for k in mixture_clients], privacy, round_idx)
+    mixture = released if released is not None else released_mixture(net, [clients[k] for k in mixture_clients], privacy, round_idx)
     others = (
         [c.train_energies(net, mixture) for c in clients if c.client_id != eval_client]
         if "pooled" in threshold_refs

@@ -20,15 +20,20 @@ backends add the same noise.
 Accounting (``epsilon``): Opacus's RDP analysis composes, per round, the sampled Gaussian
 mechanism of the update (sampling rate q = clients per round / training clients) and, per
 evaluated round, the statistics' Gaussian mechanism (every training client reports: q = 1).
+Every release is written to the run dir's ``RELEASES_FILE`` before its noise is drawn, and
+the accountant counts what that file lists: a round redone after a crash counts twice.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import secrets
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +53,9 @@ MIN_NOISE, NOISE_TOLERANCE = 1e-3, 1e-3
 # Floor of a noised component weight (sum over clients of their responsibilities): noise can
 # make it zero or negative, and the mixture divides by it.
 MIN_COMPONENT_WEIGHT = 1e-6
+# The run dir's log of the releases made, one JSON line each: {"round": t, "kind": "update" | "stats"}.
+RELEASES_FILE = "privacy_releases.jsonl"
+UPDATE, STATS = "update", "stats"
 
 
 def _clip_factor(norm: float, clip_norm: float) -> float:
@@ -111,6 +119,25 @@ class ClientLevelDP:
     # privacy.insecure_reproducible_noise: noise from (seed, round), which anyone holding the
     # run's config can regenerate and subtract. Not private; for simulation studies only.
     reproducible_noise: bool = False
+    releases_path: Path | None = None  # the run dir's RELEASES_FILE (None: releases are not logged)
+
+    def record_release(self, round_idx: int, kind: str) -> None:
+        """Log a release before its noise is drawn, to disk, so that a crash cannot hide it."""
+        if self.releases_path is None:
+            return
+        with open(self.releases_path, "a") as f:
+            f.write(json.dumps({"round": round_idx, "kind": kind}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def releases_until(self, round_idx: int) -> tuple[int, int]:
+        """(update releases, statistics releases) of rounds up to ``round_idx``: as logged
+        (a redone round counts again), or as planned when nothing is logged."""
+        if self.releases_path is None or not self.releases_path.is_file():
+            return round_idx, sum(r <= round_idx for r in self.stats_rounds)
+        lines = [json.loads(line) for line in self.releases_path.read_text().splitlines() if line.strip()]
+        mine = [line["kind"] for line in lines if line["round"] <= round_idx]
+        return mine.count(UPDATE), mine.count(STATS)
 
     def noise_generator(self, round_idx: int, stream: int) -> torch.Generator:
         """The generator of one release's noise: seeded from the secure source, or (not
@@ -127,13 +154,14 @@ class ClientLevelDP:
 
     def epsilon_after(self, round_idx: int) -> float:
         """epsilon spent by the end of ``round_idx``: its updates and statistics released so far."""
-        releases = sum(r <= round_idx for r in self.stats_rounds)
-        return epsilon(self.noise_multiplier, self.sample_rate, round_idx, releases, self.delta)
+        updates, stats = self.releases_until(round_idx)
+        return epsilon(self.noise_multiplier, self.sample_rate, updates, stats, self.delta)
 
     def noised_mean_update(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
         """theta + (sum_k clip(theta_k - theta) + N(0, (z C)^2 I)) / expected clients, over the
         updates' entries. The server clips again: a client's rounding cannot exceed C."""
         keys = [k for k in global_state if k in updates[0].state]
+        self.record_release(round_idx, UPDATE)
         generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
         for update in updates:
@@ -148,6 +176,7 @@ class ClientLevelDP:
     def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
         """The federation's statistics from the clients' clipped ones: their sum with
         N(0, (z C_s)^2) on every entry, made valid (``valid_stats``); n = the number of clients."""
+        self.record_release(round_idx, STATS)
         generator = self.noise_generator(round_idx, STATS_NOISE_STREAM)
         std = self.noise_multiplier * self.stats_clip_norm
         summed = sum(stats[1:], stats[0])

@@ -44,7 +44,7 @@ from fdagmm.federation.components import (
 from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
 from fdagmm.federation.rounds import mixture_clients, round_record
 from fdagmm.federation.strategies import Strategy
-from fdagmm.models.dagmm import DAGMM
+from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.models.lit_module import DAGMMLitModule
 from fdagmm.tracking import RoundLog, print_metrics_table, write_results
 
@@ -181,17 +181,24 @@ def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, A
     )
     module = training.build_module()
     privacy = build_privacy(cfg)
+    if privacy is not None and not cfg.fed.resume:  # a run dir reused: an earlier run's releases are not this one's
+        privacy.releases_path.unlink(missing_ok=True)
     strategy = build_strategy(cfg, module.net, privacy)
     clients = [build_client(cfg, data, training, strategy, privacy) for data in datamodule.clients]
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
     released_under = stats_privacy(cfg, privacy)
+    # Each round's scoring mixture, released once: the final evaluation reuses the last round's
+    # (a second release would cost privacy, and under secret noise differ from the first).
+    mixtures: dict[int, GaussianMixture] = {}
 
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
-        return evaluate_global_model(
+        mixture, metrics = evaluate_global_model(
             net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, training.device,
-            round_idx, released_under, log_scores_at,
+            round_idx, released_under, log_scores_at, mixtures.get(round_idx),
         )
+        mixtures[round_idx] = mixture
+        return mixture, metrics
 
     def on_round_end(round_idx: int, net: DAGMM, train_losses: dict[str, float], **extra: Any) -> None:
         metrics: dict[str, float] = {}

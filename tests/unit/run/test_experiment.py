@@ -298,3 +298,40 @@ def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monke
     assert len(seeds) > 6 and len(seeds) == len(set(seeds))  # no noise generator seeded twice, in any of the runs
     resumed = json.loads((run_dir / "metrics.json").read_text())["final"]
     assert resumed != json.loads((tmp_path / "reference" / "metrics.json").read_text())["final"]
+
+
+def test_the_accountant_counts_every_release_a_crash_left_behind(synthetic_file, tmp_path, monkeypatch):
+    """Each release is logged before its noise is drawn. A run that dies after round 2's noised
+    update, before its checkpoint, redoes round 2 on resume: that round's update was released
+    twice and the epsilon counts both; an uninterrupted run releases each round's update and
+    each evaluated round's statistics once."""
+    from fdagmm.federation.privacy import RELEASES_FILE, epsilon
+
+    overrides = (*DP_RUN, "fed.rounds=3", "eval.every_n_rounds=3")
+    reference = train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
+    logged = [json.loads(line) for line in (tmp_path / "reference" / RELEASES_FILE).read_text().splitlines()]
+    assert logged == [{"round": 1, "kind": "update"}, {"round": 2, "kind": "update"}, {"round": 3, "kind": "update"}, {"round": 3, "kind": "stats"}]
+
+    run_dir = tmp_path / "interrupted"
+    cfg = _cfg(synthetic_file, run_dir, *overrides)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    original_save = experiment.save_checkpoint
+
+    def die_before_round_2s_checkpoint(path, checkpoint):
+        if checkpoint.round == 2:
+            raise KeyboardInterrupt
+        original_save(path, checkpoint)
+
+    monkeypatch.setattr(experiment, "save_checkpoint", die_before_round_2s_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(experiment, "save_checkpoint", original_save)
+    resumed = train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
+    rounds = [json.loads(line)["round"] for line in (run_dir / RELEASES_FILE).read_text().splitlines()]
+    assert rounds == [1, 2, 2, 3, 3]  # round 2's update twice, then round 3's update and statistics
+    q = 2 / 4
+    assert reference["privacy"]["epsilon"] == pytest.approx(epsilon(1.0, q, 3, 1, 0.1))
+    assert resumed["privacy"]["epsilon"] == pytest.approx(epsilon(1.0, q, 4, 1, 0.1))
+    assert resumed["privacy"]["epsilon"] > reference["privacy"]["epsilon"]
+    assert resumed["history"][-1]["privacy/epsilon"] == resumed["privacy"]["epsilon"]

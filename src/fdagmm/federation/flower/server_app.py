@@ -320,6 +320,8 @@ def main(grid: Grid, context: Context) -> None:
         scaling = federation_scaling(cfg.data.scaling, schema, lambda: [stats[k] for k in train_clients_of(cfg)])
         net = build_local_training(cfg, FeatureEncoder(scaling, schema).dim).build_module().net
         privacy = build_privacy(cfg)
+        if privacy is not None:  # a Flower run never resumes: its releases start here
+            privacy.releases_path.unlink(missing_ok=True)
         strategy = build_strategy(cfg, net, privacy)
         tested = tested_clients(counts, schema.labelled)
         loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds, tested)
