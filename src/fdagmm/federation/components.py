@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
 from fdagmm.federation.privacy import RELEASES_FILE, ClientLevelDP, DPFedAvg
+from fdagmm.federation.rounds import sample_clients
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.tracking import ContinuousStepLogger, RoundLog, evaluated_round
@@ -140,10 +141,13 @@ def warn_if_insecure_noise(cfg: DictConfig) -> None:
         log.warning(INSECURE_NOISE_WARNING)
 
 
-def secret_sampling(cfg: DictConfig) -> bool:
-    """Whether the clients of a round are drawn from the secure source (differential privacy
-    without ``privacy.insecure_reproducible_noise``) rather than from the run's seed."""
-    return cfg.privacy.name == "dp" and not cfg.privacy.insecure_reproducible_noise
+def round_sampler(cfg: DictConfig) -> Callable[[list[int], int], list[int]]:
+    """``(training clients, round) -> the clients that train in it``, as the run samples them
+    (``rounds.sample_clients``): Poisson under differential privacy, from the secure source
+    unless ``privacy.insecure_reproducible_noise``."""
+    private = cfg.privacy.name == "dp"
+    secret = private and not cfg.privacy.insecure_reproducible_noise
+    return lambda clients, round_idx: sample_clients(clients, cfg.fed.clients_per_round, cfg.seed, round_idx, private, secret)
 
 
 def stats_privacy(cfg: DictConfig, privacy: ClientLevelDP | None) -> ClientLevelDP | None:

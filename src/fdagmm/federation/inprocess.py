@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from fdagmm.federation.client import Client
 from fdagmm.federation.privacy import ClientLevelDP
-from fdagmm.federation.rounds import federation_stats, require_min_clients, sample_clients, unusable_reason
+from fdagmm.federation.rounds import federation_stats, require_min_clients, unusable_reason
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, mixture_from_stats
 
@@ -52,17 +52,16 @@ def run_rounds(
     strategy: Strategy,
     rounds: int,
     min_clients: int,
-    clients_per_round: int | None,
-    seed: int,
+    sample: Callable[[list[int], int], list[int]],
     on_round_end: RoundEnd,
     first_round: int = 1,
-    secret_sampling: bool = False,
 ) -> nn.Module:
-    """theta_{t+1} = strategy.aggregate(theta_t, ClientUpdate(k, theta_t) for sampled k),
-    for t = first_round..rounds; ``on_round_end`` runs once ``global_net`` holds the result."""
+    """theta_{t+1} = strategy.aggregate(theta_t, ClientUpdate(k, theta_t) for k in
+    ``sample(clients, t)``), for t = first_round..rounds; ``on_round_end`` runs once
+    ``global_net`` holds the result."""
     for round_idx in range(first_round, rounds + 1):
         global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
-        sampled = sample_clients(list(clients), clients_per_round, seed, round_idx, secret_sampling)
+        sampled = sample(list(clients), round_idx)
         updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients)
         global_net.load_state_dict(strategy.aggregate(global_state, updates, round_idx))
         on_round_end(round_idx, updates, rejected, sampled)

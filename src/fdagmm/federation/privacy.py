@@ -157,10 +157,12 @@ class ClientLevelDP:
         updates, stats = self.releases_until(round_idx)
         return epsilon(self.noise_multiplier, self.sample_rate, updates, stats, self.delta)
 
-    def noised_mean_update(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
+    def noised_mean_update(
+        self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int, keys: list[str]
+    ) -> dict[str, Tensor]:
         """theta + (sum_k clip(theta_k - theta) + N(0, (z C)^2 I)) / expected clients, over the
-        updates' entries. The server clips again: a client's rounding cannot exceed C."""
-        keys = [k for k in global_state if k in updates[0].state]
+        federated entries ``keys``; with no update (a round Poisson sampling left empty), the
+        noise alone. The server clips again: a client's rounding cannot exceed C."""
         self.record_release(round_idx, UPDATE)
         generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
@@ -201,7 +203,7 @@ class DPFedAvg(Strategy):
         return self.inner.local_penalty(global_state)
 
     def average(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
-        return self.privacy.noised_mean_update(global_state, updates, round_idx)
+        return self.privacy.noised_mean_update(global_state, updates, round_idx, self.federated_keys(global_state))
 
     def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.inner.server_update(current, average)

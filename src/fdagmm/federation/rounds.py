@@ -23,15 +23,19 @@ class FederationError(FdagmmError):
 
 
 def sample_clients(
-    train_clients: list[int], clients_per_round: int | None, seed: int, round_idx: int, secret: bool = False
+    train_clients: list[int], clients_per_round: int | None, seed: int, round_idx: int, private: bool = False, secret: bool = False
 ) -> list[int]:
     """The clients that train in ``round_idx``: all of them, or ``clients_per_round`` drawn
     without replacement from a generator seeded by (seed, round) alone, so that a resumed run
-    and the Flower backend draw the same clients; ``secret`` (differential privacy): seeded
-    from the secure source instead, as the privacy analysis needs a choice nobody can predict."""
+    and the Flower backend draw the same clients. Under differential privacy (``private``),
+    Poisson sampling instead, as its accountant assumes: each client independently with
+    probability clients_per_round / training clients, so a round may have none, or more;
+    ``secret``: from the secure source, as the analysis needs a choice nobody can predict."""
     if clients_per_round is None or clients_per_round >= len(train_clients):
         return list(train_clients)
     rng = np.random.default_rng(secrets.randbits(128) if secret else derive_seed(seed, round_idx, 0, SAMPLING_STREAM))
+    if private:
+        return [k for k, u in zip(train_clients, rng.random(len(train_clients))) if u < clients_per_round / len(train_clients)]
     return sorted(int(k) for k in rng.choice(train_clients, size=clients_per_round, replace=False))
 
 
@@ -42,10 +46,11 @@ def unusable_reason(update: ClientUpdate) -> str | None:
 
 
 def require_min_clients(round_idx: int, n_usable: int, n_clients: int, rejected: dict[int, str], min_clients: int) -> None:
-    """Raise FederationError when a round has fewer than ``min_clients`` usable updates."""
+    """Raise FederationError when a round has fewer than ``min_clients`` usable updates (or,
+    when Poisson sampling chose fewer, than the ``n_clients`` it chose)."""
     for client_id, why in rejected.items():
         log.warning("round %d: client %d is left out: %s", round_idx, client_id, why)
-    if n_usable < min_clients:
+    if n_usable < min(min_clients, n_clients):
         reasons = "; ".join(f"client {k}: {why}" for k, why in rejected.items())
         raise FederationError(
             f"round {round_idx}: only {n_usable} of {n_clients} clients returned a usable "

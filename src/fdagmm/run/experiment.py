@@ -37,7 +37,7 @@ from fdagmm.federation.components import (
     planned_training_steps,
     prepare_process,
     run_info,
-    secret_sampling,
+    round_sampler,
     stats_privacy,
     warn_if_insecure_noise,
 )
@@ -281,10 +281,7 @@ def _train_federated(
             ),
         )
 
-    run_rounds(
-        global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, cfg.fed.clients_per_round,
-        cfg.seed, round_end, first_round, secret_sampling(cfg),
-    )
+    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, round_sampler(cfg), round_end, first_round)
 
 
 def _short(counts: dict[str, dict[str, int]], shown: int = 4, shared_test: bool = False) -> str:

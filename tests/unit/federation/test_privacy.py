@@ -85,8 +85,8 @@ def _updates(global_state, n, scale=10.0):
 
 def test_the_aggregate_is_the_clipped_mean_plus_the_seeded_gaussian():
     """Exact: theta + (sum of clipped deltas + z C N(0, I)) / expected clients, with the
-    generator seeded by (seed, round); record counts do not weigh."""
-    privacy = _privacy(clip_norm=0.5, expected_clients=4, given_noise_multiplier=0.8)
+    generator seeded by (seed, round) (reproducible noise, to know it); record counts do not weigh."""
+    privacy = _privacy(clip_norm=0.5, expected_clients=4, given_noise_multiplier=0.8, reproducible_noise=True)
     global_state = {k: v.double() for k, v in _state(1.0).items()}
     updates = _updates(global_state, 3)
     got = DPFedAvg(FedAvg(), privacy).aggregate(global_state, updates, round_idx=6)
@@ -99,7 +99,7 @@ def test_the_aggregate_is_the_clipped_mean_plus_the_seeded_gaussian():
 
 
 def test_the_aggregate_noise_has_std_z_c_over_the_expected_clients():
-    privacy = _privacy(clip_norm=2.0, expected_clients=5, given_noise_multiplier=1.5)
+    privacy = _privacy(clip_norm=2.0, expected_clients=5, given_noise_multiplier=1.5, reproducible_noise=True)
     global_state = {"w": torch.zeros(200_000, dtype=torch.float64)}
     identical = [ClientUpdate(k, {"w": torch.zeros(200_000, dtype=torch.float64)}, 10, 0.0) for k in range(5)]
     noise = DPFedAvg(FedAvg(), privacy).aggregate(global_state, identical, round_idx=1)["w"]
@@ -108,6 +108,11 @@ def test_the_aggregate_noise_has_std_z_c_over_the_expected_clients():
     again = DPFedAvg(FedAvg(), privacy).aggregate(global_state, identical, round_idx=1)["w"]
     other_round = DPFedAvg(FedAvg(), privacy).aggregate(global_state, identical, round_idx=2)["w"]
     assert torch.equal(noise, again) and not torch.equal(noise, other_round)
+    # Secret (the default): the same round's release draws other noise every time, of the same std.
+    secret = _privacy(clip_norm=2.0, expected_clients=5, given_noise_multiplier=1.5)
+    first, second = (DPFedAvg(FedAvg(), secret).aggregate(global_state, identical, round_idx=1)["w"] for _ in range(2))
+    assert not torch.equal(first, second) and not torch.equal(first, noise)
+    assert float(first.std()) == pytest.approx(1.5 * 2.0 / 5, rel=0.01)
 
 
 def test_the_server_clips_what_it_sums_even_from_an_unclipped_client():

@@ -33,3 +33,18 @@ def test_round_record_names_sampled_and_excluded_clients():
     assert losses == {"client2": 1.5}
     assert extra == {"sampled_clients": [2, 5], "excluded_clients": {"5": "RuntimeError: x"}}
     assert round_record(updates, {}, [0, 1], n_train_clients=2) == ({"client2": 1.5}, {})
+
+
+def test_under_dp_each_client_is_sampled_independently_as_the_accountant_assumes():
+    """Poisson sampling at q = clients_per_round / clients: round sizes vary (none, or more
+    than clients_per_round), each client takes part in a share q of the rounds, and the draws
+    are reproducible from the seed only when not secret."""
+    clients, q = list(range(10)), 0.3
+    rounds = [sample_clients(clients, 3, seed=0, round_idx=r, private=True) for r in range(1, 2001)]
+    sizes = {len(s) for s in rounds}
+    assert 0 in sizes and max(sizes) > 3
+    counts = [sum(k in s for s in rounds) for k in clients]
+    assert all(abs(c - 2000 * q) < 5 * (2000 * q * (1 - q)) ** 0.5 for c in counts), counts
+    assert rounds[:20] == [sample_clients(clients, 3, seed=0, round_idx=r, private=True) for r in range(1, 21)]
+    secret = [sample_clients(clients, 3, seed=0, round_idx=r, private=True, secret=True) for r in range(1, 21)]
+    assert secret != [sample_clients(clients, 3, seed=0, round_idx=r, private=True, secret=True) for r in range(1, 21)]

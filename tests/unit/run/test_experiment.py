@@ -126,10 +126,10 @@ def test_under_dp_what_leaves_each_client_is_clipped_and_the_epsilon_is_logged(s
     seen = {"updates": [], "stats": []}
     noised_mean_update, release_stats = ClientLevelDP.noised_mean_update, ClientLevelDP.release_stats
 
-    def spy_updates(self, global_state, updates, round_idx):
+    def spy_updates(self, global_state, updates, round_idx, keys):
         for u in updates:
             seen["updates"].append(float(sum((u.state[k].double() - global_state[k].double()).square().sum() for k in u.state).sqrt()))
-        return noised_mean_update(self, global_state, updates, round_idx)
+        return noised_mean_update(self, global_state, updates, round_idx, keys)
 
     def spy_stats(self, stats, round_idx):
         seen["stats"] += [(s.n, float(torch.cat([s.s0, s.s1.flatten(), s.s2.flatten()]).norm())) for s in stats]
@@ -335,3 +335,15 @@ def test_the_accountant_counts_every_release_a_crash_left_behind(synthetic_file,
     assert resumed["privacy"]["epsilon"] == pytest.approx(epsilon(1.0, q, 4, 1, 0.1))
     assert resumed["privacy"]["epsilon"] > reference["privacy"]["epsilon"]
     assert resumed["history"][-1]["privacy/epsilon"] == resumed["privacy"]["epsilon"]
+
+
+def test_a_private_round_that_samples_no_client_releases_the_noise_alone(synthetic_file, tmp_path):
+    """Poisson sampling can leave a round without a trainer; its update is the noise alone and
+    the run goes on (reproducible noise here, so that the empty round is known in advance)."""
+    from fdagmm.federation.rounds import sample_clients
+
+    seed = next(s for s in range(100) if sample_clients([0, 1, 2, 3], 1, s, 1, private=True) == [])
+    payload = train(_cfg(synthetic_file, tmp_path, *DP_RUN, "fed.clients_per_round=1", f"seed={seed}", "privacy.insecure_reproducible_noise=true"))
+    assert payload["history"][0]["sampled_clients"] == []
+    assert not any(k.startswith("train/loss/") for k in payload["history"][0])
+    assert len(payload["history"]) == 2 and all(np.isfinite(v) for v in payload["final"].values())

@@ -45,7 +45,7 @@ from fdagmm.federation.components import (
     hparams,
     prepare_process,
     run_info,
-    secret_sampling,
+    round_sampler,
     stats_privacy,
     warn_if_insecure_noise,
 )
@@ -64,7 +64,6 @@ from fdagmm.federation.rounds import (
     mixture_clients,
     require_min_clients,
     round_record,
-    sample_clients,
     unusable_reason,
 )
 from fdagmm.federation.privacy import ClientLevelDP
@@ -131,6 +130,7 @@ class FdagmmRounds:
         self.tested = tested  # the clients tested after the last round (those with test records)
         self.rounds = rounds
         self.train_clients = train_clients_of(cfg)
+        self.sample = round_sampler(cfg)
         self.mixture_clients = mixture_clients(cfg.fed.gmm_stats, cfg.method.eval_client, self.train_clients)
         self.states: dict[int, dict[str, Tensor]] = {}  # theta_t, for the rounds still to be tested
         self.mixture_stats: dict[int, ArrayRecord] = {}  # round -> the federation's summed GMM statistics
@@ -154,9 +154,7 @@ class FdagmmRounds:
         stats_round = t - 1 if t - 1 in evaluated else 0
         test_round = t - 2 if t - 2 in evaluated else 0
         eval_client = self.cfg.method.eval_client
-        trainers = (
-            sample_clients(self.train_clients, self.cfg.fed.clients_per_round, self.cfg.seed, t, secret_sampling(self.cfg)) if t <= total else []
-        )
+        trainers = self.sample(self.train_clients, t) if t <= total else []
         stats_clients = self.mixture_clients if stats_round else []
         testers = self.tested if test_round == total else [eval_client] if test_round else []
         final = test_round == total
@@ -213,7 +211,7 @@ class FdagmmRounds:
         if stats_round:
             stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
             self.mixture_stats[stats_round] = gmm_stats_record(federation_stats(stats, self.stats_privacy, stats_round))
-        if trainers:
+        if t <= total:  # under Poisson sampling a round may have no trainer: the noise alone moves theta
             self.states[t] = self.aggregate(t, trainers, replied)
         if not (t - 1 >= 1 and self.rounds.evaluates(t - 1)):
             self.states.pop(t - 1, None)  # no test will need it
