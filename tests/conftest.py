@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.real_data import every_nth_record
 from hypothesis import HealthCheck, settings
 
@@ -39,6 +40,15 @@ def _required(path: Path, what: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A run with torch_threads=N sets the process's thread count, which would change how the
+    later tests' floats are summed: each test gets the count it started with back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -120,6 +120,27 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
     assert not (tmp_path / "flower").exists()  # nothing written before the check
 
 
+def _in_both_backends(common: list[str], tmp_path: Path) -> tuple[dict[str, dict], str]:
+    """``src/train.py`` with ``common`` in process and over Flower, into tmp_path/<backend>:
+    each run's metrics.json, and the Flower run's stdout; no Flower process is left behind."""
+    runs, stdout = {}, ""
+    home = tmp_path / "flower" / "flower" / "home"
+    try:
+        for backend in ("inprocess", "flower"):
+            run_dir = tmp_path / backend
+            result = subprocess.run(
+                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
+                cwd=ROOT, capture_output=True, text=True, timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            runs[backend], stdout = json.loads((run_dir / "metrics.json").read_text()), result.stdout
+        assert flower_processes(home) == []  # the run stopped them all
+    finally:  # a run killed by the timeout cannot stop its own processes
+        for pid in flower_processes(home):
+            os.kill(pid, signal.SIGKILL)
+    return runs, stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "setting",
@@ -129,9 +150,11 @@ def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypa
         # as the kept optimiser states do; a learning-rate schedule and a scaling fitted to histograms.
         ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2", "fed.keep_optimizer_state=true",
          "model.lr_schedule=cosine", "data.scaling=federated_quantile"],
-        # Client-level DP around a server optimiser: the clients clip, the server adds the same
-        # seeded noise to the updates and to the mixture statistics as in process.
-        ["partition=iid", "partition.num_clients=3", "strategy=fedadam", "fed.clients_per_round=2", "privacy=dp", "privacy.delta=0.1"],
+        # Client-level DP around a server optimiser: the clients clip, the server samples
+        # (Poisson) and adds the same noise to the updates and to the mixture statistics as in
+        # process (reproducible noise: by default it is secret, and no two runs agree).
+        ["partition=iid", "partition.num_clients=3", "strategy=fedadam", "fed.clients_per_round=2", "privacy=dp", "privacy.delta=0.1",
+         "privacy.insecure_reproducible_noise=true"],
     ],
     ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp"],
 )
@@ -141,22 +164,9 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     One torch thread in both: the local launcher otherwise shares the cores out among the
     ClientApps, and another thread count rounds reductions differently (~1e-7)."""
     common = [*setting, "fed.rounds=2", f"data.train_path={kdd_slice}", "data.cache_dir=null", "trainer.accelerator=cpu", "torch_threads=1"]
-    runs = {}
+    runs, flower_stdout = _in_both_backends(common, tmp_path)
     flower_dir = tmp_path / "flower"
-    try:
-        for backend in ("inprocess", "flower"):
-            run_dir = tmp_path / backend
-            result = subprocess.run(
-                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
-                cwd=ROOT, capture_output=True, text=True, timeout=600,
-            )
-            assert result.returncode == 0, result.stderr[-3000:]
-            runs[backend] = json.loads((run_dir / "metrics.json").read_text())
-        assert flower_processes(flower_dir / "flower" / "home") == []  # the run stopped them all
-    finally:  # a run killed by the timeout cannot stop its own processes
-        for pid in flower_processes(flower_dir / "flower" / "home"):
-            os.kill(pid, signal.SIGKILL)
-    assert "server: round 2/2" in result.stdout  # the ServerApp's progress reaches the user (Hydra logs to stdout)
+    assert "server: round 2/2" in flower_stdout  # the ServerApp's progress reaches the user (Hydra logs to stdout)
     assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
     assert runs["flower"].get("privacy") == runs["inprocess"].get("privacy")
     for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
@@ -243,19 +253,7 @@ def test_organisations_own_files_over_flower_match_the_inprocess_run(unsw_path, 
     clients = f"[{{train_path: {f['a_train']}, test_path: {f['a_test']}}}, {{train_path: {f['b_train']}}}]"
     common = ["data=unsw_nb15", "partition=files", f"partition.clients={clients}", "fed.rounds=2", "data.cache_dir=null",
               "trainer.accelerator=cpu", "torch_threads=1", "model.compile=false"]  # fmt: skip
-    runs = {}
-    try:
-        for backend in ("inprocess", "flower"):
-            run_dir = tmp_path / backend
-            result = subprocess.run(
-                [sys.executable, "src/train.py", *common, f"fed.backend={backend}", f"hydra.run.dir={run_dir}"],
-                cwd=ROOT, capture_output=True, text=True, timeout=600,
-            )
-            assert result.returncode == 0, result.stderr[-3000:]
-            runs[backend] = json.loads((run_dir / "metrics.json").read_text())
-    finally:
-        for pid in flower_processes(tmp_path / "flower" / "flower" / "home"):
-            os.kill(pid, signal.SIGKILL)
+    runs, _ = _in_both_backends(common, tmp_path)
     assert not (tmp_path / "flower" / "flower" / "partitions").exists()  # nobody wrote the sites' records anywhere
     assert runs["flower"]["partition"] == runs["inprocess"]["partition"]
     assert runs["flower"]["partition"]["client1"]["n_test"] == 0

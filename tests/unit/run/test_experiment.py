@@ -84,6 +84,30 @@ def test_centralised_methods_with_k_clients(synthetic_file, tmp_path, monkeypatc
     assert payload["label"] == {"local": "DAGMM C0", "pooled": "DAGMM pooled", "remote": "DAGMM C1&C2&C3"}[method]
 
 
+def _interrupt_and_resume(synthetic_file, tmp_path, monkeypatch, overrides, die_after: int, checkpointed: bool = True) -> dict:
+    """Run ``overrides`` in tmp_path/interrupted, killed at round ``die_after``'s checkpoint
+    (after writing it, or with ``checkpointed=False`` before), then resume it; the resumed payload."""
+    run_dir = tmp_path / "interrupted"
+    cfg = _cfg(synthetic_file, run_dir, *overrides)
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    original = experiment.save_checkpoint
+
+    def die(path, checkpoint):
+        if checkpoint.round == die_after and not checkpointed:
+            raise KeyboardInterrupt
+        original(path, checkpoint)
+        if checkpoint.round == die_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "save_checkpoint", die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(experiment, "save_checkpoint", original)
+    assert not (run_dir / "metrics.json").exists()
+    return train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
+
+
 @pytest.mark.parametrize(
     "setting",
     [("strategy=fedadam",), ("strategy=fedper",), ("strategy=fedadam", "privacy=dp", "privacy.delta=0.1", "eval.every_n_rounds=2", "privacy.insecure_reproducible_noise=true"),
@@ -98,24 +122,8 @@ def test_an_interrupted_run_resumes_exactly_with_server_and_client_state(synthet
     test_a_resumed_private_run_draws_fresh_noise)."""
     overrides = ("partition=iid", "partition.num_clients=3", *setting, "fed.rounds=4")
     train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
-
+    _interrupt_and_resume(synthetic_file, tmp_path, monkeypatch, overrides, die_after=2)
     run_dir = tmp_path / "interrupted"
-    cfg = _cfg(synthetic_file, run_dir, *overrides)
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    original = experiment.save_checkpoint
-
-    def save_then_die(path, checkpoint):
-        original(path, checkpoint)
-        if checkpoint.round == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(experiment, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(experiment, "save_checkpoint", original)
-    assert not (run_dir / "metrics.json").exists()
-    train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
     assert (run_dir / "metrics.json").read_text() == (tmp_path / "reference" / "metrics.json").read_text()
 
 
@@ -278,26 +286,10 @@ def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monke
 
     monkeypatch.setattr(ClientLevelDP, "noise_generator", spy)
     overrides = (*DP_RUN, "fed.rounds=3")
-    train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
-    run_dir = tmp_path / "interrupted"
-    cfg = _cfg(synthetic_file, run_dir, *overrides)
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    original_save = experiment.save_checkpoint
-
-    def save_then_die(path, checkpoint):
-        original_save(path, checkpoint)
-        if checkpoint.round == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(experiment, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(experiment, "save_checkpoint", original_save)
-    train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
+    reference = train(_cfg(synthetic_file, tmp_path / "reference", *overrides))
+    resumed = _interrupt_and_resume(synthetic_file, tmp_path, monkeypatch, overrides, die_after=1)
     assert len(seeds) > 6 and len(seeds) == len(set(seeds))  # no noise generator seeded twice, in any of the runs
-    resumed = json.loads((run_dir / "metrics.json").read_text())["final"]
-    assert resumed != json.loads((tmp_path / "reference" / "metrics.json").read_text())["final"]
+    assert resumed["final"] != reference["final"]
 
 
 def test_the_accountant_counts_every_release_a_crash_left_behind(synthetic_file, tmp_path, monkeypatch):
@@ -312,23 +304,8 @@ def test_the_accountant_counts_every_release_a_crash_left_behind(synthetic_file,
     logged = [json.loads(line) for line in (tmp_path / "reference" / RELEASES_FILE).read_text().splitlines()]
     assert logged == [{"round": 1, "kind": "update"}, {"round": 2, "kind": "update"}, {"round": 3, "kind": "update"}, {"round": 3, "kind": "stats"}]
 
-    run_dir = tmp_path / "interrupted"
-    cfg = _cfg(synthetic_file, run_dir, *overrides)
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    original_save = experiment.save_checkpoint
-
-    def die_before_round_2s_checkpoint(path, checkpoint):
-        if checkpoint.round == 2:
-            raise KeyboardInterrupt
-        original_save(path, checkpoint)
-
-    monkeypatch.setattr(experiment, "save_checkpoint", die_before_round_2s_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(experiment, "save_checkpoint", original_save)
-    resumed = train(_cfg(synthetic_file, tmp_path / "unused", f"fed.resume={run_dir}"))
-    rounds = [json.loads(line)["round"] for line in (run_dir / RELEASES_FILE).read_text().splitlines()]
+    resumed = _interrupt_and_resume(synthetic_file, tmp_path, monkeypatch, overrides, die_after=2, checkpointed=False)
+    rounds = [json.loads(line)["round"] for line in (tmp_path / "interrupted" / RELEASES_FILE).read_text().splitlines()]
     assert rounds == [1, 2, 2, 3, 3]  # round 2's update twice, then round 3's update and statistics
     q = 2 / 4
     assert reference["privacy"]["epsilon"] == pytest.approx(epsilon(1.0, q, 3, 1, 0.1))
