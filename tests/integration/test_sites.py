@@ -70,6 +70,7 @@ def test_the_evaluated_client_needs_a_test_file(site_files, tmp_path):
 @pytest.mark.parametrize(
     ("clients", "message"),
     [
+        ("null", "partition=files needs its clients' files"),  # the option's default: not given
         ("[]", "partition=files needs its clients' files"),
         ("[{test_path: a.csv}]", r"partition.clients\[0\] has no train_path"),
         ("[{train_path: a.csv, site: x}]", r"partition.clients\[0\]: unknown keys \['site'\]"),
