@@ -35,8 +35,8 @@ class ByColumnPartitioner(Partitioner):
         if not column:
             raise ConfigError("partition=by_column needs the column whose values are the clients: partition.column=NAME")
         self.column = self.group_column = column
-        # None: every value is a client; the driver counts them (``count_values``) and sets
-        # partition.top_n before the run, so that the config knows its clients.
+        # None: every value is a client; the driver (``run.experiment.train``) counts them and
+        # sets partition.top_n before the run, so that the config knows its clients.
         self.num_clients = top_n
         self.values: list[str] = []  # the clients' values, client 0's first, once split
 

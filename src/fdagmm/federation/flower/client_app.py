@@ -28,9 +28,9 @@ app = ClientApp()
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
     """Which client this node is, its record counts (the server's node map and metrics.json's
-    partition) and its data's schema (every site must train with the same one); with
-    data.scaling=federated_minmax only, also the min/max of its training records (the
-    federation's scaling bounds)."""
+    partition) and its data's schema (every site must train with the same one); with a scaling
+    fitted to the records (not schema_log), also its training records' statistics for it
+    (``ScalingStats``: min/max, sums or histograms), from which the server makes the scaling."""
     import json
 
     from flwr.app import ConfigRecord, MetricRecord, RecordDict
