@@ -2,8 +2,9 @@
 and evaluation.
 
 First every SuperNode describes its data (``query.describe``): its client id and record
-counts, and, with ``data.scaling=federated_minmax`` only, the min/max of its training records,
-which combine into the federation's scaling bounds (``schema_log`` needs nothing from them).
+counts, and, with a scaling fitted to the records, its training records' statistics (min/max,
+sums or histograms), which combine into the federation's scaling (``schema_log`` needs
+nothing from them).
 Then one message per client per round (``FdagmmRounds``): the sampled clients train from
 the global weights and the run's ``Strategy`` aggregates the usable updates, exactly as in
 process; the mixture statistics and the evaluated client's test ride on the following
@@ -259,8 +260,8 @@ def describe_clients(
     grid: Grid, n_clients: int, timeout_s: float, scaling: str
 ) -> tuple[dict[int, int], dict[str, dict[str, int]], dict[int, ScalingStats], TableSchema]:
     """Wait for a SuperNode per client; returns client id -> node id, record counts, when
-    ``scaling`` needs them each client's scaling statistics (min/max per feature of its
-    training records; otherwise none is asked for), and the schema every client's data has
+    ``scaling`` needs them each client's scaling statistics (``ScalingStats`` of its training
+    records; otherwise none is asked for), and the schema every client's data has
     (a FederationError names the first difference when two differ)."""
     deadline = time.monotonic() + timeout_s
     while len(nodes := list(grid.get_node_ids())) < n_clients:
