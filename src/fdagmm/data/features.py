@@ -22,8 +22,9 @@ same in both backends:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,10 +133,10 @@ class Scaling:
         )
         return cls(minimum, maximum, log_scaled)
 
-    def after_schema(self, offset: np.ndarray, unit: np.ndarray, cdf: np.ndarray | None = None) -> Scaling:
+    def after_schema(self, offset: np.ndarray, unit: np.ndarray) -> Scaling:
         """This (the schema's) scaling, then (u - ``offset``) / ``unit`` on its output u."""
         span = self.maximum - self.minimum
-        return Scaling(self.minimum + offset * span, self.minimum + (offset + unit) * span, self.log_scaled, cdf)
+        return Scaling(self.minimum + offset * span, self.minimum + (offset + unit) * span, self.log_scaled)
 
     def linear(self, numeric: np.ndarray) -> np.ndarray:
         """(records, numeric features) float64 -> the log and linear steps (may overflow to +-inf)."""
@@ -155,10 +156,9 @@ class Scaling:
             return (numeric / 2 - half_minimum) / half_span
 
 
-def _quantile_of_histogram(histogram: np.ndarray, q: float) -> np.ndarray:
-    """Per feature, the value in [0, 1] below which a share ``q`` of the histogram's records
-    lie, interpolated linearly within the bin."""
-    cdf = _cdf_of_histogram(histogram)
+def _quantile_of_cdf(cdf: np.ndarray, q: float) -> np.ndarray:
+    """Per feature, the value in [0, 1] below which a share ``q`` of the records lie
+    (``_cdf_of_histogram``), interpolated linearly within the bin."""
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     return np.array([np.interp(q, row, edges) for row in cdf])
 
@@ -203,9 +203,10 @@ def federation_scaling(scaling: str, schema: TableSchema, client_stats: Callable
         variance = np.maximum(stats.total_squares / stats.n_records - np.square(mean), 0.0)
         return base.after_schema(mean, _fitted_unit(np.sqrt(variance)))
     if scaling == FEDERATED_ROBUST:
-        quartiles = [_quantile_of_histogram(stats.histogram, q) for q in (0.25, 0.5, 0.75)]
+        cdf = _cdf_of_histogram(stats.histogram)
+        quartiles = [_quantile_of_cdf(cdf, q) for q in (0.25, 0.5, 0.75)]
         return base.after_schema(quartiles[1], _fitted_unit(quartiles[2] - quartiles[0]))
-    return base.after_schema(np.zeros(len(base.minimum)), np.ones(len(base.minimum)), _cdf_of_histogram(stats.histogram))
+    return dataclasses.replace(base, cdf=_cdf_of_histogram(stats.histogram))  # federated_quantile
 
 
 def _fitted_unit(unit: np.ndarray) -> np.ndarray:

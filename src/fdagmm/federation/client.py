@@ -93,6 +93,7 @@ class Client:
         module = t.build_module()
         module.first_epoch = (round_idx - 1) * t.local_epochs  # where this round is in the learning-rate schedule
         module.initial_optimizer_state = self.optimizer_state
+        module.keep_optimizer_state = t.keep_optimizer_state
         module.net.load_state_dict({**global_state, **self.personal_state})
         module.penalty = self.strategy.local_penalty(global_state)
         trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)

@@ -50,7 +50,8 @@ class DAGMMLitModule(pl.LightningModule):
     over ``schedule_epochs``, stepped per epoch); a fit that continues a schedule (a federated
     round) sets ``first_epoch``, the schedule's epoch at its own first epoch, and may set
     ``initial_optimizer_state``, the state its optimiser starts from (a federated client's
-    own, from its previous round); ``final_optimizer_state`` is the state it ends with.
+    own, from its previous round); with ``keep_optimizer_state`` set, ``final_optimizer_state``
+    is the state it ends with.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class DAGMMLitModule(pl.LightningModule):
         self.schedule_epochs = schedule_epochs
         self.first_epoch = 0
         self.initial_optimizer_state: dict[str, Any] | None = None
+        self.keep_optimizer_state = False
         self.final_optimizer_state: dict[str, Any] | None = None
         self._captured: CapturedTrainingStep | None = None
         self.penalty: Penalty | None = None
@@ -112,8 +114,9 @@ class DAGMMLitModule(pl.LightningModule):
             )
 
     def on_train_end(self) -> None:
-        state = self.trainer.optimizers[0].state_dict()
-        self.final_optimizer_state = {**state, "state": {i: {k: v.detach().cpu().clone() for k, v in s.items()} for i, s in state["state"].items()}}
+        if self.keep_optimizer_state:
+            state = self.trainer.optimizers[0].state_dict()
+            self.final_optimizer_state = {**state, "state": {i: {k: v.detach().cpu().clone() for k, v in s.items()} for i, s in state["state"].items()}}
         # Lightning moves the module to the CPU after the fit: the graph's memory is gone.
         self._captured = None
         self.automatic_optimization = True

@@ -324,3 +324,19 @@ def test_a_private_round_that_samples_no_client_releases_the_noise_alone(synthet
     assert payload["history"][0]["sampled_clients"] == []
     assert not any(k.startswith("train/loss/") for k in payload["history"][0])
     assert len(payload["history"]) == 2 and all(np.isfinite(v) for v in payload["final"].values())
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_with_kept_optimiser_states_each_clients_later_rounds_start_from_its_own(synthetic_file, tmp_path, monkeypatch, keep):
+    from fdagmm.models.lit_module import DAGMMLitModule
+
+    started_from = []
+    original = DAGMMLitModule.configure_optimizers
+
+    def spy(module):
+        started_from.append(module.initial_optimizer_state is not None)
+        return original(module)
+
+    monkeypatch.setattr(DAGMMLitModule, "configure_optimizers", spy)
+    train(_cfg(synthetic_file, tmp_path, "fed.rounds=3", f"fed.keep_optimizer_state={keep}"))
+    assert started_from == [False, False] + [keep] * 4  # two clients: fresh in round 1, then their own state if kept
