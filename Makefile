@@ -5,11 +5,14 @@ PYTHON ?= python3
 # scikit-learn and the others are passed by path (docs/data.md).
 DATA_SOURCE ?= ../shared/data
 
-# Optional dependency groups for `make install` (.ci/run adds flower: EXTRAS=dev,flower).
-EXTRAS ?= dev
+# Optional dependency groups for `make install`: the test tools and the scoring service
+# (.ci/run adds flower: EXTRAS=dev,flower,serve).
+EXTRAS ?= dev,serve
 
 # `make bench BENCH_ARGS=` leaves out the Flower section (a few minutes; skipped without Flower).
 BENCH_ARGS ?= --flower
+# `make bench SERVE_BENCH_ARGS="--model <run dir> --clients 8"`: the load test's options (src/bench_serve.py --help).
+SERVE_BENCH_ARGS ?=
 
 # Where `make reproduce` writes its sweep; ARGS adds Hydra overrides (ARGS="data.train_path=...").
 ifndef SWEEP_DIR
@@ -21,7 +24,7 @@ endif
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install:  ## install the package with its pinned dependencies and test tools (EXTRAS=dev,flower adds Flower)
+install:  ## install the package with its pinned dependencies, test tools and the scoring service (EXTRAS=dev,serve,flower adds Flower)
 	$(PYTHON) -m pip install -e ".[$(EXTRAS)]"
 	@$(MAKE) --no-print-directory data
 
@@ -161,8 +164,9 @@ who-gains:  ## K=10 Dirichlet clients: FedAvg, FedAdam (experiment=best's strate
 	$(PYTHON) src/report.py $(SWEEP_DIR)/fedavg --who-gains $(SWEEP_DIR)/alone
 	$(PYTHON) src/report.py $(SWEEP_DIR)/fedadam --who-gains $(SWEEP_DIR)/alone
 
-bench:  ## performance figures against baselines run in the same process, and a Flower round against an in-process one
+bench:  ## performance figures against baselines run in the same process, a Flower round against an in-process one, the scoring service's load test
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)
+	$(PYTHON) src/bench_serve.py --data data/UNSW_NB15_testing-set.csv.gz $(SERVE_BENCH_ARGS)
 
 bench-gpu:  ## on a GPU machine: the main command on the GPU against its CPU cores, round parts, make reproduce's sweep (figures in outputs/bench_gpu)
 	$(PYTHON) src/bench_gpu.py --data data/kddcup.data_10_percent.gz $(GPU_BENCH_ARGS)

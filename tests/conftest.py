@@ -12,6 +12,7 @@ import gzip
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from helpers.real_data import every_nth_record
@@ -101,3 +102,30 @@ def kdd_frame(kdd_path):
 def kdd_slice(kdd_lines, tmp_path_factory) -> Path:
     """Every 16th record of the real file (30,877 records, every label of note), as gzip."""
     return every_nth_record(kdd_lines, tmp_path_factory.mktemp("data") / "kdd_slice.csv.gz", 16)
+
+
+@pytest.fixture(scope="session")
+def unsw_scoring_run(unsw_path, tmp_path_factory):
+    """A one-round UNSW-NB15 model trained on every 20th record of the file, 600 other records
+    (and the header), and score_file's scores for them: what live scoring is checked against."""
+    from helpers.dataset_files import every_nth, read_lines, write_lines
+    from hydra import compose, initialize_config_dir
+
+    from fdagmm.detection.detector import Detector
+    from fdagmm.detection.scoring import score_file
+    from fdagmm.run.experiment import train
+
+    folder = tmp_path_factory.mktemp("live")
+    lines = read_lines(unsw_path)
+    train_path = write_lines(folder / "train.csv", every_nth(lines, 20, header=True))
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="config", overrides=[
+            f"paths.output_dir={folder / 'run'}", "data=unsw_nb15", f"data.train_path={train_path}", "data.cache_dir=null",
+            "trainer.accelerator=cpu", "fed.rounds=1", "model.compile=false",
+        ])  # fmt: skip
+    train(cfg)
+    header, records = lines[0], lines[7::137][:600]
+    scored_file = write_lines(folder / "records.csv", [header, *records])
+    detector = Detector.load(folder / "run")
+    score_file(detector, scored_file, folder / "scores.csv", detector.threshold, 100_000, "fail", show_progress=False)
+    return folder / "run", header, records, pd.read_csv(folder / "scores.csv")

@@ -79,3 +79,10 @@ class RunDirCheck(Callback):
     def _check(config: DictConfig, key: str) -> None:
         with one_line_errors(debug=config.debug):
             check_writable_dir(key, OmegaConf.select(config, key))
+
+
+def key_value_help(doc: str, schema: type) -> str:
+    """A ``key=value`` program's ``--help``: its docstring, then every key with its default
+    (``???``: required)."""
+    defaults = OmegaConf.to_yaml(OmegaConf.structured(schema)).strip()
+    return f"{doc.strip()}\n\nArguments (key=value) and their defaults:\n" + "\n".join(f"  {line}" for line in defaults.splitlines())

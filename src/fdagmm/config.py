@@ -176,13 +176,35 @@ class ScoreConfig:
     """``src/score.py``'s arguments (``key=value`` on its command line)."""
 
     model: str = MISSING  # a training run dir (holds model.pt) or a model.pt
-    input: str = MISSING  # a file of the model's data set, gzip or CSV, with or without the label
-    output: Optional[str] = None  # None: outputs/scores/<input name>_<date_time>.csv
+    input: str = MISSING  # a file of the model's data set, gzip or CSV, with or without the label; - : standard input
+    # None: standard output for input=-, outputs/scores/<input name>_follow.csv for follow=true,
+    # else outputs/scores/<input name>_<date_time>.csv
+    output: Optional[str] = None
     threshold: Optional[float] = ranged(None, FINITE)  # an energy threshold; None: the model's own
     anomaly_ratio: Optional[float] = ranged(None, OPEN_FRACTION)  # else: flag this share of the training reference
     on_bad_line: str = "fail"  # fail | skip: what a malformed line does
     drop_columns: list[str] = field(default_factory=list)  # a headered file's extra columns to read past
     chunk_size: int = ranged(100_000, AT_LEAST_1)  # records in memory at a time
+    # Streams (input=-, follow=true): rows are written once a batch holds batch_size lines or
+    # max_delay_ms has passed since its first line came.
+    batch_size: int = ranged(1000, AT_LEAST_1)
+    max_delay_ms: float = ranged(200.0, POSITIVE)
+    follow: bool = False  # score lines appended to input as it grows (as tail -F), until stopped
+    offsets: Optional[str] = None  # follow=true's progress record; None: <output>.offsets.json
+    debug: bool = False
+
+
+@dataclass
+class ServeConfig:
+    """``src/serve.py``'s arguments (``key=value`` on its command line)."""
+
+    model: str = MISSING  # a training run dir (holds model.pt) or a model.pt
+    host: str = "127.0.0.1"  # 0.0.0.0 listens on every interface
+    port: int = ranged(8000, Range(0, 65535))  # 0: any free port
+    threshold: Optional[float] = ranged(None, FINITE)  # an energy threshold; None: the model's own
+    anomaly_ratio: Optional[float] = ranged(None, OPEN_FRACTION)  # else: flag this share of the training reference
+    max_body_mb: float = ranged(64.0, POSITIVE)  # a larger request is refused (413)
+    drain_s: float = ranged(30.0, AT_LEAST_0)  # on SIGTERM, how long requests in flight may still take
     debug: bool = False
 
 
@@ -190,16 +212,33 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
+def key_value_config(schema: type, args: list[str]) -> DictConfig:
+    """A program's ``key=value`` arguments merged onto its config dataclass (types, unknown keys)."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(args))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{first_line(e)}: arguments are key=value with keys {', '.join(schema.__dataclass_fields__)}") from e
+
+
 def score_config(args: list[str]) -> DictConfig:
     """``key=value`` arguments checked against ScoreConfig: types, unknown keys, values."""
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ScoreConfig), OmegaConf.from_dotlist(args))
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{first_line(e)}: arguments are key=value with keys {', '.join(ScoreConfig.__dataclass_fields__)}") from e
+    # YAML reads a bare "-" as a list holding null: standard input and output are the text "-".
+    cfg = key_value_config(ScoreConfig, [f"{a[:-1]}'-'" if a in ("input=-", "output=-") else a for a in args])
     missing = [k for k in ("model", "input") if OmegaConf.is_missing(cfg, k)]
     _check(not missing, f"{' and '.join(missing)} required: python src/score.py model=<run dir> input=<file>")
     _check(cfg.on_bad_line in ("fail", "skip"), f"on_bad_line must be fail or skip, got {cfg.on_bad_line!r}")
+    _check(not (cfg.follow and cfg.input == "-"), "follow=true follows a file; input=- reads standard input as it comes without it")
+    _check(cfg.output != "-" or cfg.input == "-", "output=- (standard output) is for input=-; pass output=<file>")
+    _check(cfg.offsets is None or cfg.follow, "offsets= records follow=true's progress: add follow=true")
     check_ranges(cfg, ScoreConfig)
+    return cfg
+
+
+def serve_config(args: list[str]) -> DictConfig:
+    """``key=value`` arguments checked against ServeConfig: types, unknown keys, values."""
+    cfg = key_value_config(ServeConfig, args)
+    _check(not OmegaConf.is_missing(cfg, "model"), "model required: python src/serve.py model=<run dir> [host=127.0.0.1 port=8000]")
+    check_ranges(cfg, ServeConfig)
     return cfg
 
 

@@ -17,6 +17,7 @@ LAYERS = [
     ("fdagmm.federation.flower",),  # the Flower adapters: the same federation objects over Flower
     ("fdagmm.run", "fdagmm.report", "fdagmm.privacy_cost", "fdagmm.who_gains", "fdagmm.energy_by_kind", "fdagmm.selection",
      "fdagmm.figures"),
+    ("fdagmm.api", "fdagmm.commands"),  # the Python API and the fdagmm command: on top of everything
 ]
 
 

@@ -23,6 +23,7 @@ same in both backends:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -273,10 +274,16 @@ class FeatureEncoder:
         return {c: int((~frame[c].isin(cat.values)).sum()) for c, cat in self.categories.items() if not cat.hash_buckets}
 
 
+@functools.cache
+def _vocabulary_index(values: tuple[str, ...]) -> pd.Index:
+    """A vocabulary's hash table, built once (scoring one record at a time would rebuild it per record)."""
+    return pd.Index(values)
+
+
 def category_codes(values: pd.Series, cat: Categorical) -> np.ndarray:
     """Each value's position in its column's block: its index in the vocabulary, else
     len(vocabulary) + its hash bucket, else -1 (no buckets)."""
-    codes = pd.Index(cat.values).get_indexer(values) if cat.values else np.full(len(values), -1)
+    codes = _vocabulary_index(cat.values).get_indexer(values) if cat.values else np.full(len(values), -1)
     unknown = codes < 0
     if cat.hash_buckets and unknown.any():
         # Hash each distinct value once; crc32 is the same in every process and on every site.

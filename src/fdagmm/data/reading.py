@@ -94,12 +94,76 @@ def iter_chunks(path: str | Path, schema: TableSchema, chunk_size: int, training
                 layout = _headerless_layout(head, schema, path, training)
                 lines = itertools.chain(head, f)
                 start = 1
-            parser = _ChunkParser(schema, layout, training)
+            parser = LineParser(schema, layout, training)
             while chunk := list(itertools.islice(lines, chunk_size)):
                 yield parser.parse(chunk, start)
                 start += len(chunk)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path} is not a readable CSV or gzip file ({first_line(e)}): check it, or download it again") from e
+
+
+def stream_parser(first_lines: list[str], schema: TableSchema, source: str) -> tuple[LineParser, bool]:
+    """The parser of a stream (standard input, a followed file) that starts with these lines,
+    and whether its first line is a header, which a data set with headered files may send (its
+    fields are then column names); without one, the columns are laid out as a headerless file's.
+    A DataError when none of the lines has a layout of the schema's."""
+    if schema.header and first_lines:
+        known = {*schema.features, *schema.info_columns, *schema.drop, *([schema.label] if schema.label else [])}
+        if {c.strip() for c in split_fields(first_lines[0].removeprefix("\ufeff"))} <= known:
+            return LineParser(schema, _header_layout(first_lines[0].removeprefix("\ufeff"), schema, source, False), False), True
+    return LineParser(schema, _headerless_layout(first_lines[:FORMAT_LINES], schema, source, False), False), False
+
+
+def checked_records(columns: dict[str, list | np.ndarray], schema: TableSchema, source: str) -> pd.DataFrame:
+    """Records already split into columns (a DataFrame's, a JSON body's), checked as a file's
+    lines are, as a frame of ``RecordChunk.frame``'s form. Every record must be scorable: the
+    first that is not (a value of the wrong type, a missing number, one the schema's
+    non_finite policy would drop), a column the schema does not know or a feature column
+    missing is a one-line DataError naming it as ``source[i]``."""
+    known = {*schema.features, *schema.info_columns, *schema.drop}
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise DataError(f"{source}: columns the {schema.name} schema does not know: {unknown}")
+    missing = [c for c in schema.features if c not in columns]
+    if missing:
+        raise DataError(f"{source}: the records lack the columns {missing}")
+    text_columns = {*schema.categorical_features, *schema.info_columns}
+    layout = [c for c in schema.columns if c in columns and c not in schema.drop]
+    frame = {}
+    for c in layout:
+        values = columns[c]
+        types = set(map(type, values))
+        if c in text_columns:
+            if not types <= {str, type(None)}:  # categories and labels are text, as a file's: a number stands for its text
+                for i, v in enumerate(values):
+                    if not (v is None or isinstance(v, str | int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)):
+                        raise DataError(where_in(source, i, f"column {c}: {v!r} is neither text nor a number"))
+                values = [v if v is None or isinstance(v, str) else None if v != v else str(v) for v in values]  # NaN: missing
+            frame[c] = np.array(values, dtype=object)
+        elif types <= {int, float, np.float64, np.int64}:
+            frame[c] = np.asarray(values, dtype=np.float64)
+        else:  # text, null, true/false and the like: checked as a file's text is
+            frame[c] = np.array([v if v is None or isinstance(v, str) else str(v) for v in values], dtype=object)
+    numbers = np.arange(len(frame[layout[0]]))
+    chunk = LineParser(schema, layout, False).checked(pd.DataFrame(frame), numbers, [])
+    check_every_record_kept(chunk, numbers, lambda n, why: where_in(source, n, why))
+    return chunk.frame
+
+
+def check_every_record_kept(chunk: RecordChunk, sent, describe) -> None:
+    """A one-line DataError naming the first of ``sent`` (record numbers) that ``chunk`` does
+    not hold: a bad record, or one the schema's non_finite policy dropped. ``describe(n, why)``
+    names it."""
+    left_out = set(sent) - set(chunk.line_numbers.tolist()) - {n for n, _ in chunk.bad_lines}
+    bad = sorted(chunk.bad_lines + [(n, "a missing or infinite number, which the model leaves out") for n in left_out])
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"{describe(*bad[0])}{more}; nothing was scored")
+
+
+def where_in(source: str, index: int, why: str) -> str:
+    """``records[3], column dur: ...``: a record by its index in what was given."""
+    return f"{source}[{index}]{', ' if why.startswith('column ') else ': '}{why}"
 
 
 def where(line: int, why: str) -> str:
@@ -163,8 +227,9 @@ def _headerless_layout(head: list[str], schema: TableSchema, path: Path, trainin
     return best
 
 
-class _ChunkParser:
-    """Parses lines of one layout into records, checking them against the schema."""
+class LineParser:
+    """Parses lines of one layout into records, checking them against the schema (``parse``),
+    or records already split into columns (``checked``)."""
 
     def __init__(self, schema: TableSchema, layout: list[str], training: bool):
         self.schema = schema
@@ -172,7 +237,8 @@ class _ChunkParser:
         self.training = training
         self.numeric = schema.numeric_features
         self.numeric_set = set(self.numeric)
-        self.text = [c for c in layout if c in schema.categorical_features or c in schema.info_columns]
+        text_columns = {*schema.categorical_features, *schema.info_columns}
+        self.text = [c for c in layout if c in text_columns]
         features = set(schema.features)
         self.kept = [*(c for c in schema.columns if c in features), *(c for c in schema.info_columns if c in layout)]  # file order
         self.closed = {
@@ -213,14 +279,23 @@ class _ChunkParser:
         if words:
             frame[words] = pd.read_csv(io.StringIO(text), header=None, names=self.layout, index_col=False, usecols=words,
                                        dtype=str, keep_default_na=False, na_values=[""])[words]  # fmt: skip
-        return self._checked(frame, numbers, bad)
+        return self.checked(frame, numbers, bad)
 
-    def _checked(self, frame: pd.DataFrame, numbers: np.ndarray, bad: list[tuple[int, str]]) -> RecordChunk:
+    def checked(self, frame: pd.DataFrame, numbers: np.ndarray, bad: list[tuple[int, str]]) -> RecordChunk:
+        """The records of ``frame`` (the layout's columns, numbers as numbers or text) that pass
+        the schema's checks; each other one is a bad line (its number, what is wrong)."""
         schema = self.schema
         checks: list[tuple[str, np.ndarray, str]] = []  # (column, records failing, why): a record's first failure is its reason
-        parsed = {c: _to_numbers(frame[c]) for c in self.numeric}
-        matrix = np.column_stack([parsed[c][0] for c in self.numeric]) if self.numeric else np.zeros((len(frame), 0))
-        not_a_number = np.column_stack([parsed[c][1] for c in self.numeric]) if self.numeric else np.zeros((len(frame), 0), dtype=bool)
+        matrix = np.empty((len(frame), len(self.numeric)))
+        not_a_number = np.zeros((len(frame), len(self.numeric)), dtype=bool)
+        dtypes = frame.dtypes.to_dict()
+        read_as_numbers = [pd.api.types.is_numeric_dtype(dtypes[c]) for c in self.numeric]
+        numbers_already = [j for j, ok in enumerate(read_as_numbers) if ok]
+        if numbers_already:  # in one block: a frame's columns one at a time cost more than the parsing
+            matrix[:, numbers_already] = frame[[self.numeric[j] for j in numbers_already]].to_numpy(dtype=np.float64)
+        for j, (c, ok) in enumerate(zip(self.numeric, read_as_numbers)):
+            if not ok:
+                matrix[:, j], not_a_number[:, j] = _to_numbers(frame[c])
         missing_number = np.isnan(matrix) & ~not_a_number
         infinite = np.isinf(matrix)
         for j, c in enumerate(self.numeric):
@@ -255,19 +330,19 @@ class _ChunkParser:
                 n_clipped = int((infinite.any(axis=1) & ~drop & ~invalid).sum())
                 matrix = np.clip(matrix, -_FLOAT_MAX, _FLOAT_MAX)
         keep = ~invalid & ~drop
-        if self.numeric:
-            frame[self.numeric] = matrix
-        frame = frame.loc[keep, self.kept].reset_index(drop=True)
-        for c in self.text:  # plain Python strings, whatever pandas' default string type
-            frame[c] = frame[c].astype(object)
-        return RecordChunk(numbers[keep], frame, sorted(bad), int((drop & ~invalid).sum()), n_clipped)
+        # A new frame, column by column (assigning into ``frame`` splits its blocks one column at
+        # a time); text as plain Python strings, whatever pandas' default string type.
+        kept = pd.DataFrame(matrix[keep], columns=self.numeric)
+        for c in self.kept:
+            if c not in self.numeric_set:
+                kept[c] = pd.Series(frame[c].to_numpy(dtype=object)[keep], dtype=object)
+        kept = kept[self.kept]
+        return RecordChunk(numbers[keep], kept, sorted(bad), int((drop & ~invalid).sum()), n_clipped)
 
 
 def _to_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """A column as float64 (NaN where missing, +-inf beyond float64's range or written so), and
-    which values are text that is not a number."""
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=np.float64), np.zeros(len(values), dtype=bool)
+    """A text column as float64 (NaN where missing, +-inf beyond float64's range or written so),
+    and which values are text that is not a number."""
     # As text: pandas reads an integer beyond uint64 as a Python int, which to_numeric cannot
     # convert to a float (OverflowError), and mixes it with the column's strings.
     text = values.astype(object).where(values.notna(), "").astype(str)

@@ -46,6 +46,12 @@ class Detector:
     reference_quantiles: np.ndarray  # reference energies at quantiles linspace(0, 1, N_QUANTILES)
     config: str  # the training run's resolved config, YAML
 
+    def chosen_threshold(self, threshold: float | None, anomaly_ratio: float | None) -> float:
+        """A threshold given as such, else the one for ``anomaly_ratio``, else the model's own."""
+        if threshold is not None:
+            return threshold
+        return self.threshold if anomaly_ratio is None else self.threshold_for(anomaly_ratio)
+
     def threshold_for(self, anomaly_ratio: float) -> float:
         """The (1 - anomaly_ratio) quantile of the training run's reference energies."""
         levels = np.linspace(0.0, 1.0, len(self.reference_quantiles))
@@ -60,7 +66,8 @@ class Detector:
         payload = {
             "format": FORMAT_VERSION,
             "net_kwargs": self.net_kwargs,
-            "net_state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            # float32 as trained, also from a loaded (float64) detector
+            "net_state": {k: v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu() for k, v in self.net.state_dict().items()},
             "mixture": {"phi": self.mixture.phi.cpu(), "mu": self.mixture.mu.cpu(), "sigma": self.mixture.sigma.cpu()},
             "scaling": {
                 "minimum": torch.from_numpy(scaling.minimum),
@@ -98,7 +105,7 @@ class Detector:
             dataset = p["dataset"]
         net = DAGMM(**p["net_kwargs"])
         net.load_state_dict(p["net_state"])
-        net.eval()
+        net.double().eval()  # scoring runs in float64 (evaluation.latent): converted once, here
         minimum = p["scaling"]["minimum"].numpy()
         # A model.pt exported before data.scaling existed scaled every feature linearly.
         log_scaled = p["scaling"]["log_scaled"].numpy() if "log_scaled" in p["scaling"] else np.zeros(len(minimum), dtype=bool)

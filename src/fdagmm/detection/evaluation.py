@@ -34,8 +34,10 @@ def latent(net: DAGMM, x: Tensor, with_error: bool = False) -> tuple[Tensor, ...
     differently depending on its position in the batch, so a record's energy would depend
     on which records it was scored with (and on a file's chunking).
     """
-    device = next(net.parameters()).device
-    net64 = copy.deepcopy(net).double().eval()
+    first = next(net.parameters())
+    device = first.device
+    # A network already in float64 and eval mode (an exported detector's) is used as it is.
+    net64 = net if first.dtype == torch.float64 and not net.training else copy.deepcopy(net).double().eval()
     zs, gammas, errors = [], [], []
     for chunk in x.split(SCORING_CHUNK.get(device.type, SCORING_CHUNK["cpu"])):
         out = net64(chunk.to(device, torch.float64))

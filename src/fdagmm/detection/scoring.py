@@ -24,6 +24,48 @@ from fdagmm.tracking import print_metrics_table
 
 # How many bad lines, and lines out of range, the summary lists (all of them are counted).
 LISTED_LINES = 10
+# The scores' columns (then ``label`` when the records have one); energies written so that they
+# read back to the same float64.
+SCORE_COLUMNS = ("line", "energy", "is_anomaly", "out_of_range")
+FLOAT_FORMAT = "%.17g"
+
+
+@dataclass
+class ScoredRecords:
+    """A batch of records scored: what every way of scoring (file, stream, service) reports."""
+
+    energy: np.ndarray  # float64 per record
+    flagged: np.ndarray  # bool per record: energy above the threshold, or a value out of range
+    beyond: np.ndarray  # (records, numeric features) bool: values far outside the scaling range
+    out_of_range: list[list[str]]  # per record, the names of its features out of range
+
+    def rows(self, line_numbers: np.ndarray, frame: pd.DataFrame, schema) -> pd.DataFrame:
+        """The records' lines of the scores CSV (``label`` too when the frame has the schema's)."""
+        rows = pd.DataFrame({
+            "line": line_numbers, "energy": self.energy, "is_anomaly": self.flagged.astype(int),
+            "out_of_range": [";".join(names) for names in self.out_of_range],
+        })  # fmt: skip
+        if schema.label is not None and schema.label in frame:
+            rows["label"] = frame[schema.label].to_numpy(dtype=str)
+        return rows
+
+
+def score_records(detector: Detector, frame: pd.DataFrame, threshold: float) -> ScoredRecords:
+    """Energies and flags of parsed records (``RecordChunk.frame``'s columns).
+
+    A record with a numeric value far outside the scaling range (``FeatureEncoder.out_of_range``)
+    is scored with that value clipped and flagged whatever its energy: far outside the training
+    range is what an operator wants to see.
+    """
+    energy = detector.energy(frame)
+    beyond = detector.encoder.out_of_range(frame)
+    flagged = energy > threshold
+    names = detector.encoder.numeric_features
+    out_of_range: list[list[str]] = [[]] * len(energy)  # one shared empty list; replaced, never changed
+    for i in np.flatnonzero(beyond.any(axis=1)):
+        flagged[i] = True
+        out_of_range[i] = [f for f, out in zip(names, beyond[i]) if out]
+    return ScoredRecords(energy, flagged, beyond, out_of_range)
 
 
 @dataclass
@@ -50,9 +92,8 @@ def score_file(
 ) -> ScoreSummary:
     """Write ``line,energy,is_anomaly,out_of_range`` (and ``label`` when present) for every record.
 
-    A record with a numeric value far outside the scaling range (``FeatureEncoder.out_of_range``)
-    is scored with that value clipped, flagged whatever its energy, and its ``out_of_range``
-    names the features; other records leave it empty. Memory holds one chunk of records, plus
+    ``out_of_range`` names a record's features far outside the scaling range (``score_records``);
+    other records leave it empty. Memory holds one chunk of records, plus
     an energy, a flag and a label per record when the file has labels (for the summary's
     metrics). The output appears only once complete.
     """
@@ -81,36 +122,24 @@ def score_file(
                 bad_lines += chunk.bad_lines
                 if len(chunk.frame) == 0:
                     continue
-                energy = detector.energy(chunk.frame)
-                beyond = detector.encoder.out_of_range(chunk.frame)
-                beyond_rows = np.flatnonzero(beyond.any(axis=1))
-                # Far outside the training range is what an operator wants to see, whatever the
-                # energy of the clipped record.
-                flagged = energy > threshold
-                flagged[beyond_rows] = True
-                beyond_names = np.full(len(energy), "", dtype=object)
-                for i in beyond_rows:
-                    beyond_names[i] = ";".join(f for f, out in zip(detector.encoder.numeric_features, beyond[i]) if out)
-                rows = pd.DataFrame({
-                    "line": chunk.line_numbers, "energy": energy, "is_anomaly": flagged.astype(int), "out_of_range": beyond_names,
-                })  # fmt: skip
-                if schema.label is not None and schema.label in chunk.frame:
-                    labels = chunk.frame[schema.label].to_numpy(dtype=str)
-                    rows["label"] = labels
-                    labelled_energy.append(energy)
-                    labelled_flagged.append(flagged)
-                    labelled_anomaly.append(schema.is_anomaly(labels))
-                rows.to_csv(out, header=n_scored == 0, index=False, float_format="%.17g")
+                scored = score_records(detector, chunk.frame, threshold)
+                rows = scored.rows(chunk.line_numbers, chunk.frame, schema)
+                if "label" in rows:
+                    labelled_energy.append(scored.energy)
+                    labelled_flagged.append(scored.flagged)
+                    labelled_anomaly.append(schema.is_anomaly(rows["label"].to_numpy(dtype=str)))
+                rows.to_csv(out, header=n_scored == 0, index=False, float_format=FLOAT_FORMAT)
                 n_scored += len(rows)
-                n_flagged += int(flagged.sum())
+                n_flagged += int(scored.flagged.sum())
+                beyond_rows = np.flatnonzero(scored.beyond.any(axis=1))
                 for i in beyond_rows[: LISTED_LINES - len(out_of_range)]:
-                    out_of_range.append((int(chunk.line_numbers[i]), _beyond_range(detector, chunk.frame.iloc[i], beyond[i])))
+                    out_of_range.append((int(chunk.line_numbers[i]), _beyond_range(detector, chunk.frame.iloc[i], scored.beyond[i])))
                 n_out_of_range += len(beyond_rows)
                 for column, count in detector.encoder.unknown_counts(chunk.frame).items():
                     unknown[column] = unknown.get(column, 0) + count
                 progress.update(task, advance=len(chunk.frame) + len(chunk.bad_lines))
             if n_scored == 0:
-                out.write("line,energy,is_anomaly,out_of_range\n")
+                out.write(",".join(SCORE_COLUMNS) + "\n")
         os.replace(tmp, output_path)
     finally:
         tmp.unlink(missing_ok=True)
