@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fdagmm.privacy_cost import write_privacy_cost
+from fdagmm.analysis.privacy_cost import write_privacy_cost
 
 
 def main() -> None:

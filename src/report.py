@@ -15,12 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from fdagmm.energy_by_kind import write_energy_by_kind
-from fdagmm.figures import write_figures
+from fdagmm.analysis.energy_by_kind import write_energy_by_kind
+from fdagmm.analysis.figures import write_figures
 from fdagmm.errors import FdagmmError
-from fdagmm.report import AUROC_TIE, markdown_table, tuning_table, write_report
-from fdagmm.selection import markdown, select
-from fdagmm.who_gains import write_who_gains
+from fdagmm.analysis.markdown import markdown_table
+from fdagmm.analysis.report import AUROC_TIE, tuning_table, write_report
+from fdagmm.analysis.selection import markdown, select
+from fdagmm.analysis.who_gains import write_who_gains
 
 
 def main() -> None:

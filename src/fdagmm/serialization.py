@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,41 @@ import torch
 from fdagmm.errors import ConfigError, DataError, first_line
 
 
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; renamed onto ``path`` when the
+    block ends normally, so that a reader (or a crash) sees the previous file or the whole new
+    one, never part of it; removed when the block fails."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A temporary dir beside ``path`` for the block to fill; renamed onto ``path`` when the
+    block ends normally, unless another process made ``path`` meanwhile (that one stays);
+    removed when the block fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_payload(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then rename: a crash leaves the previous file intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """torch.save, atomically: a crash leaves the previous file intact."""
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_payload(path: Path, kind: str, format_version: int | tuple[int, ...], remedy: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from fdagmm.serialization import atomic_file
 
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,8 @@ def log_score_distribution(
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON so that ``path`` either holds the whole document or does not exist."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def print_metrics_table(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdagmm.energy_by_kind import KINDS, collect_energies, kind_table, record_kinds, write_energy_by_kind
+from fdagmm.analysis.energy_by_kind import KINDS, collect_energies, kind_table, record_kinds, write_energy_by_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,6 @@ if importlib.util.find_spec("flwr") is None and os.environ.get("FDAGMM_REQUIRE_F
     pytest.skip('Flower is not installed: pip install -e ".[flower]"', allow_module_level=True)
 
 from hydra import compose, initialize  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdagmm.report import write_report
+from fdagmm.analysis.report import write_report
 
 # The study's names for the four methods, in its order.
 STUDY_LABELS = {"local": "DAGMM C0", "fdagmm": "FDAGMM", "pooled": "DAGMM C0&C1 (ideal bound)", "remote": "DAGMM C1"}

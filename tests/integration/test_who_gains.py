@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fdagmm.who_gains import client_gains, write_who_gains
+from fdagmm.analysis.who_gains import client_gains, write_who_gains
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +52,10 @@ def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(sweeps):
 
 
 def test_who_gains_refuses_a_dir_without_jobs(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no Hydra job dirs \(\*/.hydra/config.yaml\)"):
+        client_gains(tmp_path, tmp_path)
+    (tmp_path / "0_fdagmm_s3_seed0" / ".hydra").mkdir(parents=True)  # a job that did not finish
+    (tmp_path / "0_fdagmm_s3_seed0" / ".hydra" / "config.yaml").write_text("seed: 0\n")
     with pytest.raises(FileNotFoundError, match="holds no finished Hydra jobs"):
         client_gains(tmp_path, tmp_path)
 

@@ -6,7 +6,7 @@ import pytest
 
 from fdagmm.data.dataset import ConnectionDataset
 from fdagmm.data.schema import load_schema
-from fdagmm.figures import BENIGN, NEW, SEEN, families, family_table
+from fdagmm.analysis.figures import BENIGN, NEW, SEEN, families, family_table
 
 
 def _dataset(name):

@@ -15,8 +15,7 @@ LAYERS = [
     ("fdagmm.config",),
     ("fdagmm.federation",),  # client, strategies, rounds, in-process loop, checkpoint, components
     ("fdagmm.federation.flower",),  # the Flower adapters: the same federation objects over Flower
-    ("fdagmm.run", "fdagmm.report", "fdagmm.privacy_cost", "fdagmm.who_gains", "fdagmm.energy_by_kind", "fdagmm.selection",
-     "fdagmm.figures"),
+    ("fdagmm.run", "fdagmm.analysis"),  # one run; the analysis of sweeps
     ("fdagmm.api", "fdagmm.commands"),  # the Python API and the fdagmm command: on top of everything
 ]
 

@@ -6,7 +6,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from fdagmm.privacy_cost import collect, write_privacy_cost
+from fdagmm.analysis.privacy_cost import collect, write_privacy_cost
 
 
 def _job(sweep, name, privacy, seed, auroc, gmm_stats="global"):

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize
 from omegaconf import OmegaConf
 
-from fdagmm.report import collect, write_report
+from fdagmm.analysis.report import collect, write_report
 
 # (overrides, metrics.json label, strategy) -> expected column and label
 JOBS = [

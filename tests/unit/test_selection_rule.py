@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fdagmm.errors import DataError
-from fdagmm.selection import markdown, select
+from fdagmm.analysis.selection import markdown, select
 
 SEEDS = (0, 1)
 

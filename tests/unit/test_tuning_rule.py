@@ -6,7 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from fdagmm.report import tuning_table
+from fdagmm.analysis.report import tuning_table
 
 
 def _job(sweep, n, value, scenario, auroc, f1):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fdagmm.data.schema import TableSchema, load_schema
 from fdagmm.errors import DataError, first_line
+from fdagmm.serialization import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,5 @@ def fetch_into(path: Path) -> None:
     frame = bunch.frame
     for column in frame.columns:  # the fetcher's text values are bytes
         frame[column] = frame[column].map(lambda v: v.decode("ascii") if isinstance(v, bytes) else v)
-    tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8") as f:
         frame.to_csv(f, header=False, index=False)
-    tmp.replace(path)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import pandas as pd
 
 from fdagmm.data.reading import Table, read_table
 from fdagmm.data.schema import TableSchema
+from fdagmm.serialization import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +53,21 @@ def file_digest(path: Path) -> str:
 
 def _store(table: Table, schema: TableSchema, entry: Path) -> None:
     frame = table.frame
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
     numeric = schema.numeric_features
     text = [c for c in frame.columns if c not in numeric]
-    np.save(tmp / "numeric.npy", frame[numeric].to_numpy(dtype=np.float64))
-    vocabularies = {}
-    codes = np.zeros((len(frame), len(text)), dtype=np.int32)
-    for j, c in enumerate(text):
-        codes[:, j], uniques = pd.factorize(frame[c], sort=True)
-        vocabularies[c] = [str(v) for v in uniques]
-    np.save(tmp / "codes.npy", codes)
-    meta = {
-        "format": FORMAT_VERSION, "n_records": len(frame), "columns": list(frame.columns), "numeric": numeric,
-        "vocabularies": vocabularies, "n_dropped": table.n_dropped, "n_clipped": table.n_clipped,
-    }  # fmt: skip
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    try:
-        os.replace(tmp, entry)  # atomic: a reader sees a whole entry or none
-    except OSError:  # another process stored the same entry first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(entry) as tmp:  # a reader sees a whole entry or none; another process's first one stays
+        np.save(tmp / "numeric.npy", frame[numeric].to_numpy(dtype=np.float64))
+        vocabularies = {}
+        codes = np.zeros((len(frame), len(text)), dtype=np.int32)
+        for j, c in enumerate(text):
+            codes[:, j], uniques = pd.factorize(frame[c], sort=True)
+            vocabularies[c] = [str(v) for v in uniques]
+        np.save(tmp / "codes.npy", codes)
+        meta = {
+            "format": FORMAT_VERSION, "n_records": len(frame), "columns": list(frame.columns), "numeric": numeric,
+            "vocabularies": vocabularies, "n_dropped": table.n_dropped, "n_clipped": table.n_clipped,
+        }  # fmt: skip
+        (tmp / "meta.json").write_text(json.dumps(meta))
 
 
 def _load(entry: Path) -> Table:

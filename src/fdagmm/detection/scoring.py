@@ -7,7 +7,6 @@ optional (with it, the summary measures the scores against it).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from fdagmm.detection.detector import Detector
 from fdagmm.errors import DataError
 from fdagmm.detection.evaluation import detection_metrics
 from fdagmm.data.reading import iter_chunks, where
+from fdagmm.data.schema import TableSchema
+from fdagmm.serialization import atomic_file
 from fdagmm.tracking import print_metrics_table
 
 # How many bad lines, and lines out of range, the summary lists (all of them are counted).
@@ -80,6 +81,15 @@ class ScoreSummary:
     metrics: dict[str, float] | None = None  # when the file has labels
 
 
+def scoring_schema(detector: Detector, drop_columns: list[str]) -> TableSchema:
+    """The model's schema, reading past a headered input's extra ``drop_columns`` (never its features)."""
+    schema = detector.encoder.schema
+    features = [c for c in drop_columns if c in schema.features]
+    if features:
+        raise DataError(f"drop_columns: {features} are features the model needs; only extra columns can be read past")
+    return schema.with_overrides(drop_columns=list(drop_columns))
+
+
 def score_file(
     detector: Detector,
     input_path: Path,
@@ -99,13 +109,8 @@ def score_file(
     """
     if on_bad_line not in ("fail", "skip"):
         raise DataError(f"on_bad_line must be fail or skip, got {on_bad_line!r}")
-    tmp = output_path.with_name(output_path.name + ".tmp")
     n_scored = n_flagged = n_out_of_range = 0
-    schema = detector.encoder.schema
-    features = [c for c in drop_columns if c in schema.features]
-    if features:
-        raise DataError(f"drop_columns: {features} are features the model needs; only extra columns can be read past")
-    schema = schema.with_overrides(drop_columns=list(drop_columns))
+    schema = scoring_schema(detector, drop_columns)
     unknown: dict[str, int] = {}  # per column without hash buckets: values outside its vocabulary
     bad_lines: list[tuple[int, str]] = []
     out_of_range: list[tuple[int, str]] = []
@@ -113,7 +118,7 @@ def score_file(
     labelled_flagged: list[np.ndarray] = []
     labelled_anomaly: list[np.ndarray] = []
     progress = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,} records"), TimeElapsedColumn(), disable=not show_progress)
-    try:
+    with atomic_file(output_path) as tmp:  # the output appears only once complete
         with progress, open(tmp, "w") as out:
             task = progress.add_task("score", total=None)
             for chunk in iter_chunks(input_path, schema, chunk_size):
@@ -140,9 +145,6 @@ def score_file(
                 progress.update(task, advance=len(chunk.frame) + len(chunk.bad_lines))
             if n_scored == 0:
                 out.write(",".join(SCORE_COLUMNS) + "\n")
-        os.replace(tmp, output_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     metrics = None
     if labelled_energy:
         is_anomaly = np.concatenate(labelled_anomaly)

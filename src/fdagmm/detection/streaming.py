@@ -30,7 +30,7 @@ from typing import BinaryIO, TextIO
 
 from fdagmm.data.reading import LineParser, stream_parser, where
 from fdagmm.detection.detector import Detector
-from fdagmm.detection.scoring import FLOAT_FORMAT, SCORE_COLUMNS, score_records
+from fdagmm.detection.scoring import FLOAT_FORMAT, SCORE_COLUMNS, score_records, scoring_schema
 from fdagmm.errors import DataError
 from fdagmm.tracking import write_json_atomic
 
@@ -63,11 +63,7 @@ class StreamScorer:
     summary: StreamSummary = field(default_factory=StreamSummary)
 
     def __post_init__(self):
-        schema = self.detector.encoder.schema
-        features = [c for c in self.drop_columns if c in schema.features]
-        if features:
-            raise DataError(f"drop_columns: {features} are features the model needs; only extra columns can be read past")
-        self.schema = schema.with_overrides(drop_columns=list(self.drop_columns))
+        self.schema = scoring_schema(self.detector, self.drop_columns)
         self.columns = [*SCORE_COLUMNS, *(["label"] if self.schema.label else [])]
 
     def new_source(self, layout: list[str] | None = None) -> None:

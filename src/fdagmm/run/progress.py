@@ -20,7 +20,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
@@ -53,6 +52,10 @@ def job_tag(job_dir: Path) -> str:
 def count_jobs(config: DictConfig) -> int | None:
     """How many jobs the sweep makes, counted as Hydra's basic sweeper expands its overrides
     (None under another sweeper, whose count is its own)."""
+    # Hydra expands a sweep's overrides only in its basic sweeper, which is private: the one use
+    # of Hydra's internals, pinned by hydra-core's version and tests/unit/run/test_sweep_count.py.
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
     sweeper = config.hydra.sweeper
     if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
         return None

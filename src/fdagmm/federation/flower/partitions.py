@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +40,7 @@ from fdagmm.data.features import FeatureEncoder, Scaling
 from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.data.schema import TableSchema
 from fdagmm.errors import ConfigError
-from fdagmm.serialization import load_payload, save_payload
+from fdagmm.serialization import atomic_dir, load_payload, save_payload
 
 FORMAT_VERSION = 2
 # Where a ClientApp keeps its encoded copies: <output-dir>/flower/encoded (on its own site).
@@ -156,16 +153,11 @@ def encoded_partition(node: NodeData, cfg: DictConfig, scaling: Scaling, cache_d
         records, schema = node_records(node, cfg)
         encoder = FeatureEncoder(scaling, schema)
         data = encode_client(records, encoder)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{key}-"))
-        np.save(tmp / "train_x.npy", data.train_x.numpy())
-        np.save(tmp / "test_x.npy", data.test_x.numpy())
-        np.save(tmp / "test_is_anomaly.npy", data.test_is_anomaly)
-        (tmp / "client.json").write_text(json.dumps({"client_id": data.client_id}))
-        try:
-            os.replace(tmp, entry)  # whole or absent, also if the process dies mid-write
-        except OSError:  # written meanwhile by another process: keep that one
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(entry) as tmp:  # whole or absent, also if the process dies mid-write
+            np.save(tmp / "train_x.npy", data.train_x.numpy())
+            np.save(tmp / "test_x.npy", data.test_x.numpy())
+            np.save(tmp / "test_is_anomaly.npy", data.test_is_anomaly)
+            (tmp / "client.json").write_text(json.dumps({"client_id": data.client_id}))
     else:  # the schema alone (a partition file: read whole, as it holds it)
         schema = load_partition(node.data_paths[0])[1] if node.client_id is None else _site(node, cfg)[1].schema
         encoder = FeatureEncoder(scaling, schema)

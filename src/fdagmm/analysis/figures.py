@@ -15,7 +15,6 @@ against the benign records, share flagged).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -28,8 +27,10 @@ from omegaconf import OmegaConf  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from fdagmm.detection.baselines import PCAReconstructionScorer  # noqa: E402
-from fdagmm.energy_by_kind import scored_test_records  # noqa: E402
-from fdagmm.report import column_of, job_dirs, markdown_table  # noqa: E402
+from fdagmm.analysis.energy_by_kind import scored_test_records  # noqa: E402
+from fdagmm.analysis.markdown import markdown_table  # noqa: E402
+from fdagmm.analysis.report import column_of  # noqa: E402
+from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 
 BENIGN = "benign"
 SEEN, NEW = "attack types seen in training", "attack types new in the test set"
@@ -64,12 +65,12 @@ def run_scores(run_dir: Path) -> dict:
 def collect_runs(sweep_dirs: list[Path], seed: int) -> dict[tuple[str, str], dict]:
     """The DAGMM runs of ``seed`` by (data set, name): the column and the size of its code."""
     runs = {}
-    for job in job_dirs(sweep_dirs):
-        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        if int(cfg.seed) != seed or not (job / "model.pt").is_file() or not (job / "metrics.json").is_file():
+    for job in sweep_jobs(sweep_dirs):
+        cfg = job.cfg
+        if int(cfg.seed) != seed or not job.has("model.pt") or job.metrics is None:
             continue
-        column = column_of(cfg, json.loads((job / "metrics.json").read_text())["strategy"])
-        runs[(cfg.data.name, f"{column}, latent {cfg.model.net.latent_dim}")] = run_scores(job)
+        column = column_of(cfg, job.metrics["strategy"])
+        runs[(cfg.data.name, f"{column}, latent {cfg.model.net.latent_dim}")] = run_scores(job.dir)
     if not runs:
         raise FileNotFoundError(f"no finished DAGMM run of seed {seed} in {', '.join(map(str, sweep_dirs))}")
     return runs

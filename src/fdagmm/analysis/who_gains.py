@@ -12,7 +12,6 @@ federated sweep dir: ``who_gains.md`` (per alpha: how many clients gain, lose, l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from fdagmm.report import markdown_table  # noqa: E402
+from fdagmm.analysis.markdown import markdown_table  # noqa: E402
+from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 
 # A client whose AUROC falls by more than this when it joins is counted as harmed.
 HARM = 0.01
@@ -31,13 +31,11 @@ HARM = 0.01
 def _jobs(sweep_dir: Path) -> list[tuple[object, dict]]:
     """(config, metrics.json) of every finished job of a sweep."""
     jobs = []
-    for config in sorted(sweep_dir.glob("*/.hydra/config.yaml")):
-        metrics_file = config.parent.parent / "metrics.json"
-        if metrics_file.is_file():
-            cfg, metrics = OmegaConf.load(config), json.loads(metrics_file.read_text())
-            if OmegaConf.select(cfg, "partition.alpha") is None or "per_client" not in metrics:
-                raise ValueError(f"{metrics_file}: not a run of experiment=who_gains (no partition.alpha or per_client)")
-            jobs.append((cfg, metrics))
+    for job in sweep_jobs(sweep_dir):
+        if job.metrics is not None:
+            if OmegaConf.select(job.cfg, "partition.alpha") is None or "per_client" not in job.metrics:
+                raise ValueError(f"{job.dir / 'metrics.json'}: not a run of experiment=who_gains (no partition.alpha or per_client)")
+            jobs.append((job.cfg, job.metrics))
     if not jobs:
         raise FileNotFoundError(f"{sweep_dir} holds no finished Hydra jobs (*/.hydra/config.yaml with metrics.json)")
     return jobs

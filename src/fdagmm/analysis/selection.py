@@ -17,17 +17,16 @@ The rule (docs/results.md, "Choosing the configuration"):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from fdagmm.data.dataset import VALIDATION
 from fdagmm.errors import DataError
-from fdagmm.report import job_dirs
+from fdagmm.analysis.markdown import markdown_table
+from fdagmm.analysis.sweeps import sweep_jobs
 
 # Scores closer than this are a tie, broken towards the simpler network: below the seed-to-seed
 # spread of a configuration's validation AUROC.
@@ -58,16 +57,14 @@ class Selection:
 def validation_runs(sweep_dirs: list[Path]) -> pd.DataFrame:
     """One row per finished job: candidate, data set, seed, AUROC of the energy and of the error."""
     rows = []
-    for job in job_dirs(sweep_dirs):
-        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    for job in sweep_jobs(sweep_dirs):
+        cfg = job.cfg
         if cfg.data.get("evaluate_on") != VALIDATION:
-            raise DataError(f"{job}: tested on the test set, not on validation data: choose only from data.evaluate_on=validation runs")
-        metrics_file = job / "metrics.json"
-        if not metrics_file.is_file():
+            raise DataError(f"{job.dir}: tested on the test set, not on validation data: choose only from data.evaluate_on=validation runs")
+        if job.metrics is None:
             continue  # counted as a missing seed of its candidate
-        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
-        candidate = " ".join(sorted(o for o in overrides if o.split("=")[0].lstrip("+~") not in NOT_CANDIDATE_KEYS))
-        final = json.loads(metrics_file.read_text())["final"]
+        candidate = " ".join(sorted(o for o in job.overrides if o.split("=")[0].lstrip("+~") not in NOT_CANDIDATE_KEYS))
+        final = job.metrics["final"]
         rows.append({
             "candidate": candidate or "(defaults)", "data": cfg.data.name, "seed": int(cfg.seed),
             "auroc": final.get("test/auroc", math.nan), "auroc_reconstruction": final.get("test/auroc_reconstruction", math.nan),
@@ -114,20 +111,20 @@ def simplicity(candidate: str) -> tuple:
 def markdown(selection: Selection, choose: bool = True) -> str:
     """The table (AUROC mean (std) per data set, the reconstruction error's mean, the score)
     and, with ``choose``, the rule's choice."""
+    cells = pd.DataFrame(index=[
+        f"`{c}`" + (" **chosen**" if choose and c == selection.chosen else "") for c in selection.table.index
+    ])  # fmt: skip
+    for d in selection.data_sets:
+        table = selection.table
+        cells[d] = [f"{m:.4f} ({s:.4f})" for m, s in zip(table[f"{d} auroc"], table[f"{d} std"])]
+        cells[f"{d} recon."] = [f"{r:.4f}" for r in table[f"{d} reconstruction"]]
+    cells["score"] = [f"{s:.4f}" for s in selection.table["score"]]
     lines = [
         f"Validation AUROC, mean (std) over seeds {', '.join(map(str, selection.seeds))}; "
         "`recon.`: the same networks' reconstruction error as the score.",
         "",
-        "| candidate | " + " | ".join(f"{d} | {d} recon." for d in selection.data_sets) + " | score |",
-        "|---|" + "---|---|" * len(selection.data_sets) + "---|",
+        markdown_table(cells, index_name="candidate"),
     ]
-    for candidate, row in selection.table.iterrows():
-        cells = []
-        for d in selection.data_sets:
-            cells.append(f"{row[f'{d} auroc']:.4f} ({row[f'{d} std']:.4f})")
-            cells.append(f"{row[f'{d} reconstruction']:.4f}")
-        mark = " **chosen**" if choose and candidate == selection.chosen else ""
-        lines.append(f"| `{candidate}`{mark} | " + " | ".join(cells) + f" | {row['score']:.4f} |")
     if selection.incomplete:
         lines += ["", "Left out (incomplete): " + "; ".join(selection.incomplete)]
     if choose:

@@ -11,7 +11,6 @@ and ``untrained`` for a network trained 0 epochs. A job without ``metrics.json``
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
+from fdagmm.analysis.markdown import markdown_table  # noqa: E402
+from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 from fdagmm.data.schema import load_schema  # noqa: E402
 from fdagmm.detection.evaluation import THRESHOLD_REFS  # noqa: E402
 
@@ -72,27 +72,15 @@ def column_label(cfg, label: str) -> str:
     return label
 
 
-def job_dirs(sweep_dirs: list[Path]) -> list[Path]:
-    jobs = []
-    for sweep_dir in sweep_dirs:
-        found = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-        if not found:
-            raise FileNotFoundError(f"{sweep_dir} holds no Hydra job dirs (*/.hydra/config.yaml)")
-        jobs += found
-    return jobs
-
-
 def collect(sweep_dirs: Path | list[Path]) -> Sweep:
     """Every job of ``sweep_dirs`` (one sweep dir or several: e.g. a study sweep and a baselines sweep)."""
     rows, other_rows, histories, missing, non_finite, labels = [], [], {}, [], [], {}
     settings: dict[str, object] = {}
-    for job in job_dirs([sweep_dirs] if isinstance(sweep_dirs, Path) else list(sweep_dirs)):
-        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        metrics_file = job / "metrics.json"
-        if not metrics_file.is_file():
+    for job in sweep_jobs(sweep_dirs):
+        cfg, metrics = job.cfg, job.metrics
+        if metrics is None:
             missing.append(f"{job.name}: no metrics.json (the job failed or was stopped; see its train.log)")
             continue
-        metrics = json.loads(metrics_file.read_text())
         key = {"scenario": cfg.partition.name, "method": column_of(cfg, metrics["strategy"]), "seed": int(cfg.seed)}
         labels.setdefault(key["method"], column_label(cfg, metrics["label"]))
         settings = settings or _settings(cfg)
@@ -160,13 +148,6 @@ def write_csv(runs: pd.DataFrame, metric: str, path: Path, labels: dict[str, str
     table = table.reindex(columns=[(m, p) for m in mean.columns for p in parts])
     table.columns = [f"{labels[m]} {p}" for m, p in table.columns]
     table.to_csv(path, index_label="scenario", float_format="%.6f")
-
-
-def markdown_table(table: pd.DataFrame, index_name: str = "scenario") -> str:
-    header = [index_name, *table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(s), *map(str, row)]) + " |" for s, row in zip(table.index, table.astype(object).values)]
-    return "\n".join(lines)
 
 
 def plot_f1_by_scenario(runs: pd.DataFrame, path: Path, labels: dict[str, str]) -> None:
@@ -349,15 +330,13 @@ def tuning_table(sweep_dirs: list[Path], key: str) -> tuple[pd.DataFrame, object
     """Mean AUROC and F1 per value of the override ``key`` over a tuning sweep's jobs (and per
     scenario), and the value the tuning rule picks."""
     rows = []
-    for job in job_dirs(sweep_dirs):
-        overrides = dict(o.split("=", 1) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+    for job in sweep_jobs(sweep_dirs):
+        overrides = dict(o.split("=", 1) for o in job.overrides)
         if key not in overrides:
-            raise ValueError(f"{job}: no override {key}; pass the key the tuning sweep varies")
-        metrics_file = job / "metrics.json"
-        if metrics_file.is_file():
-            final = json.loads(metrics_file.read_text())["final"]
-            rows.append({key: overrides[key], "scenario": OmegaConf.load(job / ".hydra" / "config.yaml").partition.name,
-                         "auroc": final["test/auroc"], "f1": final["test/f1"]})  # fmt: skip
+            raise ValueError(f"{job.dir}: no override {key}; pass the key the tuning sweep varies")
+        if job.metrics is not None:
+            final = job.metrics["final"]
+            rows.append({key: overrides[key], "scenario": job.cfg.partition.name, "auroc": final["test/auroc"], "f1": final["test/f1"]})
     runs = pd.DataFrame(rows, columns=[key, "scenario", "auroc", "f1"])
     table = runs.groupby(key).agg(jobs=("auroc", "size"), auroc=("auroc", "mean"), f1=("f1", "mean"))
     for scenario, part in runs.groupby("scenario"):

@@ -8,7 +8,6 @@ the mean client's and the worst client's AUROC, per epsilon and scoring mixture)
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+
+from fdagmm.analysis.markdown import markdown_table  # noqa: E402
+from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 
 AUROCS = {"final": "client 0", "clients_mean": "mean client", "clients_worst": "worst client"}
 
@@ -26,23 +27,18 @@ def collect(sweep_dirs: list[Path]) -> pd.DataFrame:
     """One row per finished job: its epsilon target (inf without privacy), mixture, seed,
     the noise multiplier and epsilon it ran with, and its AUROCs."""
     rows = []
-    for sweep_dir in sweep_dirs:
-        for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()):
-            if not (job / "metrics.json").is_file():
-                raise FileNotFoundError(f"{job} has no metrics.json: the job failed or is still running")
-            cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-            metrics = json.loads((job / "metrics.json").read_text())
-            privacy = metrics.get("privacy", {})
-            rows.append({
-                "target": cfg.privacy.target_epsilon if cfg.privacy.name == "dp" else math.inf,
-                "mixture": cfg.fed.gmm_stats,
-                "seed": cfg.seed,
-                "z": privacy.get("noise_multiplier", 0.0),
-                "epsilon": privacy.get("epsilon", math.inf),
-                **{label: metrics[key]["test/auroc"] for key, label in AUROCS.items()},
-            })  # fmt: skip
-    if not rows:
-        raise FileNotFoundError(f"no finished job under {', '.join(map(str, sweep_dirs))}")
+    for job in sweep_jobs(sweep_dirs):
+        if job.metrics is None:
+            raise FileNotFoundError(f"{job.dir} has no metrics.json: the job failed or is still running")
+        cfg, privacy = job.cfg, job.metrics.get("privacy", {})
+        rows.append({
+            "target": cfg.privacy.target_epsilon if cfg.privacy.name == "dp" else math.inf,
+            "mixture": cfg.fed.gmm_stats,
+            "seed": cfg.seed,
+            "z": privacy.get("noise_multiplier", 0.0),
+            "epsilon": privacy.get("epsilon", math.inf),
+            **{label: job.metrics[key]["test/auroc"] for key, label in AUROCS.items()},
+        })  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -83,9 +79,8 @@ def write_privacy_cost(sweep_dirs: list[Path], figure: Path, wall_time_s: float 
     """The table as Markdown (returned and written next to the first sweep) and the figure."""
     runs = collect(sweep_dirs)
     plot(runs, figure)
-    rows = table(runs)
-    lines = ["| " + " | ".join(rows.columns) + " |", "|" + "---|" * len(rows.columns)]
-    lines += ["| " + " | ".join("∞" if isinstance(v, float) and math.isinf(v) else str(v) for v in row) + " |" for row in rows.itertuples(index=False)]
+    rows = table(runs).map(lambda v: "∞" if isinstance(v, float) and math.isinf(v) else v)
+    lines = [markdown_table(rows, index_name=None)]
     if wall_time_s is not None:
         lines.append(f"\nWall time: {wall_time_s / 60:.1f} min for {len(runs)} runs.")
     markdown = "\n".join(lines) + "\n"

@@ -29,7 +29,9 @@ from fdagmm.config import build  # noqa: E402
 from fdagmm.data.datamodule import client_records  # noqa: E402
 from fdagmm.data.dataset import ConnectionDataset, build_dataset  # noqa: E402
 from fdagmm.detection.detector import Detector  # noqa: E402
-from fdagmm.report import collect, column_of, job_dirs, markdown_table  # noqa: E402
+from fdagmm.analysis.markdown import markdown_table  # noqa: E402
+from fdagmm.analysis.report import collect, column_of  # noqa: E402
+from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 
 COMMON_SHARE = 0.01
 KINDS = ("normal", "common attacks", "rare attacks")
@@ -82,17 +84,17 @@ def run_energies(run_dir: Path, data_path: str | None = None) -> pd.DataFrame:
 def collect_energies(sweep_dirs: list[Path], columns: list[str], seed: int, data_path: str | None = None) -> pd.DataFrame:
     """One row per test record of every run of ``seed`` in ``columns``, by scenario and column."""
     frames, seen = [], {}
-    for job in job_dirs(sweep_dirs):
-        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-        if int(cfg.seed) != seed or not (job / "metrics.json").is_file():
+    for job in sweep_jobs(sweep_dirs):
+        cfg = job.cfg
+        if int(cfg.seed) != seed or job.metrics is None:
             continue
-        column = column_of(cfg, json.loads((job / "metrics.json").read_text())["strategy"])
+        column = column_of(cfg, job.metrics["strategy"])
         if column in columns:
             if (cfg.partition.name, column) in seen:
-                raise ValueError(f"{job} and {seen[cfg.partition.name, column]}: two runs of {cfg.partition.name}, {column}, "
+                raise ValueError(f"{job.dir} and {seen[cfg.partition.name, column]}: two runs of {cfg.partition.name}, {column}, "
                                  f"seed {seed}; pass sweeps with one run per scenario, column and seed")  # fmt: skip
-            seen[cfg.partition.name, column] = job
-            frames.append(run_energies(job, data_path).assign(scenario=cfg.partition.name, column=column))
+            seen[cfg.partition.name, column] = job.dir
+            frames.append(run_energies(job.dir, data_path).assign(scenario=cfg.partition.name, column=column))
     if not frames:
         raise FileNotFoundError(f"no finished run of seed {seed} in columns {', '.join(columns)} in {', '.join(map(str, sweep_dirs))}")
     energies = pd.concat(frames, ignore_index=True)
