@@ -1,5 +1,6 @@
-"""Who gains from federation (docs/results.md, part 4): each client's AUROC trained alone against
-its AUROC under the federation, from the two sweeps of ``make who-gains``.
+"""Who gains from federation (docs/results.md, "4. Who gains from federation"): each client's
+AUROC trained alone against its AUROC under the federation, from the two sweeps of
+``make who-gains``.
 
 A federated job (``method=fdagmm``) reports every client's test metrics (metrics.json's
 ``per_client``) and training-set size (``partition``); an alone job (``method=local

@@ -282,7 +282,7 @@ class LocalFederation:
     def stop(self) -> None:
         """SIGTERM every process group started here, then after 10 s SIGKILL whatever still
         carries this federation's FLWR_HOME: Flower's own helpers (superexec, the apps) may
-        run in sessions of their own."""
+        run in process groups of their own."""
         for p in self.processes:
             _signal_group(p.pid, signal.SIGTERM)
         for p in self.processes:
