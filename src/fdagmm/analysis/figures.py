@@ -56,7 +56,7 @@ def run_scores(run_dir: Path) -> dict:
     pca = PCAReconstructionScorer().fit(detector.encoder.transform(pooled_train))
     train_labels = dataset.labels(dataset.read(dataset.train_paths))
     return {
-        "data": dataset.name, "energy": energy, "pca": pca.score(detector.encoder.transform(client.test)),
+        "data": dataset.name, "energy": energy, "pca": pca.decision_function(detector.encoder.transform(client.test)),
         "is_anomaly": client.test_is_anomaly, "family": families(dataset, client.test, np.unique(train_labels)),
         "threshold": detector.threshold,
     }  # fmt: skip

@@ -2,9 +2,9 @@
 Isolation Forest and PCA reconstruction error, PyOD's ECOD and plain autoencoder, fitted on
 the same encoded records.
 
-Each ``fit``s on training records and ``score``s records so that a higher score means more
-anomalous, as DAGMM's energy does, so that the same thresholds and metrics apply
-(``detection.evaluation``). Scores are float64 and depend only on the records and the seed.
+Each ``fit``s on training records and scores records with ``decision_function`` (PyOD's
+names, as ``fdagmm.DAGMM``'s): a higher score means more anomalous, as DAGMM's energy does, so
+that the same thresholds and metrics apply (``detection.evaluation``). Scores are float64 and depend only on the records and the seed.
 The arguments' ranges are declared with the method group's schema (``fdagmm.config``).
 """
 
@@ -30,7 +30,7 @@ class IsolationForestScorer:
         ).fit(np.asarray(x, dtype=np.float64))
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
         # score_samples is high for normal points: its negative is the anomaly score.
         return -self.model.score_samples(np.asarray(x, dtype=np.float64))
 
@@ -49,7 +49,7 @@ class PCAReconstructionScorer:
         self.model = PCA(n_components=self.explained_variance, svd_solver="covariance_eigh").fit(np.asarray(x, dtype=np.float64))
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         residual = x - self.model.inverse_transform(self.model.transform(x))
         return np.einsum("ij,ij->i", residual, residual)
@@ -68,7 +68,7 @@ class ECODScorer:
         self.model = ECOD().fit(np.asarray(x, dtype=np.float64))
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
         return self.model.decision_function(np.asarray(x, dtype=np.float64))
 
 
@@ -95,5 +95,5 @@ class AutoEncoderScorer:
         ).fit(np.asarray(x, dtype=np.float32))  # fmt: skip
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.decision_function(np.asarray(x, dtype=np.float32)), dtype=np.float64)

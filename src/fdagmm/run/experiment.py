@@ -145,7 +145,7 @@ def _fit_classical_detector(cfg: DictConfig, dataset: ConnectionDataset) -> dict
     rounds = build_round_log(cfg)
     datamodule = _client_data(cfg, dataset, train_clients_of(cfg))
     detector = build(cfg.method.detector).fit(datamodule.pooled_train_x().numpy())
-    scores = {c.client_id: (detector.score(c.train_x.numpy()), detector.score(c.test_x.numpy())) for c in datamodule.clients}
+    scores = {c.client_id: (detector.decision_function(c.train_x.numpy()), detector.decision_function(c.test_x.numpy())) for c in datamodule.clients}
 
     def metrics(client: int, threshold_refs: tuple[str, ...]) -> dict[str, dict[str, float]]:
         train_score, test_score = scores[client]

@@ -28,7 +28,7 @@ def _points(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("name", DETECTORS)
 def test_scores_have_one_float64_per_record(name):
     train, inliers, _ = _points()
-    scores = DETECTORS[name](0).fit(train).score(inliers)
+    scores = DETECTORS[name](0).fit(train).decision_function(inliers)
     assert scores.shape == (200,) and scores.dtype == np.float64 and np.isfinite(scores).all()
 
 
@@ -36,7 +36,7 @@ def test_scores_have_one_float64_per_record(name):
 def test_outliers_score_higher_than_inliers(name):
     train, inliers, outliers = _points()
     detector = DETECTORS[name](0).fit(train)
-    inlier_scores, outlier_scores = detector.score(inliers), detector.score(outliers)
+    inlier_scores, outlier_scores = detector.decision_function(inliers), detector.decision_function(outliers)
     # Every outlier above the inliers' 95th percentile: far off the plane is anomalous to both.
     assert (outlier_scores > np.quantile(inlier_scores, 0.95)).mean() >= 0.95
 
@@ -44,13 +44,13 @@ def test_outliers_score_higher_than_inliers(name):
 @pytest.mark.parametrize("name", DETECTORS)
 def test_the_same_seed_gives_the_same_scores(name):
     train, inliers, _ = _points()
-    first, second = (DETECTORS[name](3).fit(train).score(inliers) for _ in range(2))
+    first, second = (DETECTORS[name](3).fit(train).decision_function(inliers) for _ in range(2))
     np.testing.assert_array_equal(first, second)
 
 
 def test_isolation_forest_depends_on_its_seed():
     train, inliers, _ = _points()
-    assert not np.array_equal(DETECTORS["iforest"](0).fit(train).score(inliers), DETECTORS["iforest"](1).fit(train).score(inliers))
+    assert not np.array_equal(DETECTORS["iforest"](0).fit(train).decision_function(inliers), DETECTORS["iforest"](1).fit(train).decision_function(inliers))
 
 
 def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane():
@@ -62,7 +62,7 @@ def test_pca_reconstruction_error_is_the_squared_distance_to_the_principal_plane
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     offset = inliers - train.astype(np.float64).mean(axis=0)
     residual = offset - offset @ vt[:2].T @ vt[:2]
-    np.testing.assert_allclose(detector.score(inliers), (residual**2).sum(axis=1), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(detector.decision_function(inliers), (residual**2).sum(axis=1), rtol=1e-6, atol=1e-12)
 
 
 def test_ecod_is_the_tail_probability_of_the_farthest_feature_pyod_reports():
@@ -71,7 +71,7 @@ def test_ecod_is_the_tail_probability_of_the_farthest_feature_pyod_reports():
 
     train, inliers, outliers = _points()
     x = np.concatenate([inliers, outliers])
-    np.testing.assert_array_equal(ECODScorer().fit(train).score(x), ECOD().fit(train.astype(np.float64)).decision_function(x))
+    np.testing.assert_array_equal(ECODScorer().fit(train).decision_function(x), ECOD().fit(train.astype(np.float64)).decision_function(x))
 
 
 def test_autoencoder_trains_on_fewer_records_than_a_batch():
@@ -79,4 +79,4 @@ def test_autoencoder_trains_on_fewer_records_than_a_batch():
     drop the only, incomplete batch and fail) and scores outliers above inliers."""
     train, inliers, outliers = _points()
     detector = AutoEncoderScorer(hidden=(8, 4), epochs=30, batch_size=256, seed=0).fit(train[:134])
-    assert np.median(detector.score(outliers)) > np.quantile(detector.score(inliers), 0.9)
+    assert np.median(detector.decision_function(outliers)) > np.quantile(detector.decision_function(inliers), 0.9)
