@@ -125,6 +125,7 @@ def test_a_value_far_out_of_range_is_flagged_and_named(unsw_scoring_run, server)
         (lambda r: r.update(dur=True), 422, "records[1], column dur: 'True' is not a number"),
         (lambda r: r.update(proto=["tcp"]), 422, "records[1], column proto: ['tcp'] is neither text nor a number"),
         (lambda r: r.update(dur=None), 422, "records[1], column dur: missing or non-finite value"),
+        (lambda r: r.update(proto=""), 422, "records[1], column proto: missing value"),
     ],
 )
 def test_a_bad_record_is_a_422_naming_it_and_nothing_is_scored(unsw_scoring_run, server, mutate, status, message):

@@ -139,6 +139,8 @@ def checked_records(columns: dict[str, list | np.ndarray], schema: TableSchema, 
                     if not (v is None or isinstance(v, str | int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)):
                         raise DataError(where_in(source, i, f"column {c}: {v!r} is neither text nor a number"))
                 values = [v if v is None or isinstance(v, str) else None if v != v else str(v) for v in values]  # NaN: missing
+            if "" in values:  # an empty field is a missing value, as in a file
+                values = [None if v == "" else v for v in values]
             frame[c] = np.array(values, dtype=object)
         elif types <= {int, float, np.float64, np.int64}:
             frame[c] = np.asarray(values, dtype=np.float64)
