@@ -35,12 +35,12 @@ import warnings
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from fdagmm.config import build, register_configs
+from fdagmm import api
+from fdagmm.config import build
 from fdagmm.data.datamodule import ClientsDataModule, batch_loader
 from fdagmm.data.dataset import build_dataset
 from fdagmm.data.features import FeatureEncoder, Scaling
@@ -55,14 +55,11 @@ from fdagmm.run import experiment as experiment_module
 from fdagmm.run.experiment import train
 from fdagmm.tracking import RoundLog
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 console = Console(width=140)
 
 
 def compose_config(*overrides: str, accelerator: str = "cpu"):
-    register_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose(config_name="config", overrides=[f"trainer.accelerator={accelerator}", *overrides])
+    return api.compose_config([f"trainer.accelerator={accelerator}", *overrides])
 
 
 def clients_data(cfg, train_clients: list[int]) -> ClientsDataModule:
