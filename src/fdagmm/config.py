@@ -9,8 +9,9 @@ Every numeric setting has a range (``fdagmm.ranges.Range``), declared once, next
 setting: on a ``ranged`` field of the schema; in the ``instantiated`` table of the model and
 trainer groups (the arguments of one class each, some of them passed on to a library); on
 the constructor's parameters for the partition and strategy groups (a class per option).
-``validate_config`` checks the schema's first, then builds the partitioner and the strategy;
-a test fails for a numeric setting without a range.
+``validate_config`` checks the schema's first, then the settings that depend on the built
+partitioner's clients; the partitioner and strategy groups' arguments are checked as they are
+built. A test fails for a numeric setting without a range.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fdagmm.ranges import AT_LEAST_0, AT_LEAST_1, BELOW_1, FINITE, OPEN_FRACTION
 from fdagmm.serialization import check_writable_dir
 from fdagmm.detection.evaluation import THRESHOLD_REFS
 from fdagmm.data.features import SCALING_RECORDS, SCALINGS
-from fdagmm.data.partition import FilesPartition
+from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.data.schema import NON_FINITE_POLICIES
 from fdagmm.data.dataset import EVALUATION_SETS
 from fdagmm.models.dagmm import DISTANCE_FEATURES
@@ -242,8 +243,10 @@ def serve_config(args: list[str]) -> DictConfig:
     return cfg
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first impossible value and how to fix it."""
+def validate_config(cfg: DictConfig, partitioner: Partitioner | FilesPartition) -> None:
+    """Raise ConfigError naming the first impossible value and how to fix it; ``partitioner``:
+    the one built from ``cfg.partition`` (``partition=by_column`` without ``top_n``: checked
+    again once its clients are counted)."""
     check_ranges(cfg, Config)
     _check(
         cfg.data.non_finite is None or cfg.data.non_finite in NON_FINITE_POLICIES,
@@ -270,9 +273,7 @@ def validate_config(cfg: DictConfig) -> None:
         f"data.scaling_records=all picks the records of min-max bounds; data.scaling={cfg.data.scaling} has fixed ones: add data.scaling=federated_minmax",
     )
 
-    partitioner = build(cfg.partition)
-    build(cfg.strategy)
-    if partitioner.num_clients is None:  # partition=by_column: checked again once its values are counted
+    if partitioner.num_clients is None:
         return
     m = cfg.method
     clients = list(range(partitioner.num_clients))
@@ -292,7 +293,7 @@ def validate_config(cfg: DictConfig) -> None:
         m.detector is None or not m.federated,
         f"method {m.name} is federated and names a method.detector; classical detectors train centralised (trains_on)",
     )
-    train_clients = train_clients_of(cfg)
+    train_clients = trained_clients(m, partitioner.num_clients)
     _check(bool(train_clients), f"method {m.name} trains on the clients other than client {m.home_client}, and there are none: use more clients")
 
     per_round = len(train_clients) if cfg.fed.clients_per_round is None else cfg.fed.clients_per_round
@@ -382,29 +383,11 @@ def check_ranges(cfg: DictConfig, schema: type) -> None:
 TRAINS_ON = ("all", "home", "others")
 
 
-def n_clients_of(cfg: DictConfig) -> int:
-    return build(cfg.partition).num_clients
-
-
-def train_clients_of(cfg: DictConfig) -> list[int]:
-    """The client ids whose training data the configured method uses."""
-    clients = range(n_clients_of(cfg))
-    home = cfg.method.home_client
-    return {"all": list(clients), "home": [home], "others": [k for k in clients if k != home]}[cfg.method.trains_on]
-
-
-def method_label(cfg: DictConfig) -> str:
-    """The method's name in tables: a centralised method names the clients it trains on
-    (the study's DAGMM C0, C1, C0&C1), or says pooled / all but C<k> past three clients."""
-    m = cfg.method
-    if m.federated:
-        strategy = build(cfg.strategy).name
-        return m.label if strategy == "fedavg" else f"{m.label} ({strategy})"
-    train_clients = train_clients_of(cfg)
-    n = n_clients_of(cfg)
-    if len(train_clients) <= 3 or n <= 3:
-        return f"{m.label} " + "&".join(f"C{k}" for k in train_clients)
-    return f"{m.label} pooled" if len(train_clients) == n else f"{m.label} all but C{m.home_client}"
+def trained_clients(method: DictConfig, n_clients: int) -> list[int]:
+    """The client ids whose training data ``method`` uses, of ``n_clients``."""
+    clients = range(n_clients)
+    home = method.home_client
+    return {"all": list(clients), "home": [home], "others": [k for k in clients if k != home]}[method.trains_on]
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

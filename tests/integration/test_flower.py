@@ -108,14 +108,15 @@ def test_partition_files_hold_each_clients_raw_records(kdd_slice, tmp_path, scal
 )
 def test_flower_refuses_what_it_cannot_do(kdd_slice, tmp_path, override, expected):
     with pytest.raises(ConfigError, match=expected):
-        validate_config(_cfg(kdd_slice, tmp_path, "fed.backend=flower", override))
+        cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower", override)
+        validate_config(cfg, build(cfg.partition))
 
 
 def test_missing_flower_is_a_one_line_config_error(kdd_slice, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r'needs Flower: pip install -e "\.\[flower\]"'):
         cfg = _cfg(kdd_slice, tmp_path, "fed.backend=flower")
-        run_flower(cfg, build_dataset(cfg.data))
+        run_flower(cfg, build(cfg.partition), build_dataset(cfg.data))
     assert not (tmp_path / "flower").exists()  # nothing written before the check
 
 
@@ -274,6 +275,6 @@ def test_a_site_file_that_does_not_match_the_schema_fails_the_run_in_one_line(un
     cfg = _cfg(f["a_train"], tmp_path, "data=unsw_nb15", "partition=files", f"partition.clients={clients}", "fed.backend=flower",
                "fed.rounds=1", "fed.flower.timeout_s=120")  # fmt: skip
     with pytest.raises(FederationError, match=r"finished:failed: SuperNode \d+ could not describe its data: .*b_broken.csv.*sbytes"):
-        run_flower(cfg, build_dataset(cfg.data))
+        run_flower(cfg, build(cfg.partition), build_dataset(cfg.data))
     assert not (tmp_path / "metrics.json").exists()
     assert flower_processes(tmp_path / "flower" / "home") == []

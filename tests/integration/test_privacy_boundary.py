@@ -41,7 +41,6 @@ def _cfg(data_path, output_dir, *overrides):
 def record_extremes(cfg) -> set[float]:
     """Every training client's per-feature minima and maxima: values of its real records. 0 and
     1 are left out: every rate and indicator takes them by definition, so they say nothing."""
-    d = cfg.data
     records = client_records(build_dataset(cfg.data), build(cfg.partition), cfg.seed)
     extremes = set()
     for r in records:

@@ -13,7 +13,7 @@ from hydra import compose, initialize
 
 from fdagmm.federation.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from fdagmm.federation.client import Client, ClientUpdate
-from fdagmm.config import validate_config
+from fdagmm.config import build, validate_config
 from fdagmm.models.dagmm import GMMStats
 from fdagmm.errors import ConfigError, DataError
 from fdagmm.run.experiment import train
@@ -55,7 +55,7 @@ def test_impossible_config_values_are_refused_before_any_data_is_read(tmp_path, 
 
 def test_a_scenario_that_leaves_a_client_no_records(kdd_slice, tmp_path):
     cfg = _cfg(kdd_slice, tmp_path, "partition.common_fractions=[0.0,1.0]", "partition.rare_fractions=[0.0,1.0]")
-    validate_config(cfg)  # valid fractions ...
+    validate_config(cfg, build(cfg.partition))  # valid fractions ...
     with pytest.raises(DataError, match="leaves client 0 with 0 training and 0 test records"):
         train(cfg)  # ... but nothing for client 0
 

@@ -1,8 +1,12 @@
-"""A run's federation components built from its config: one place for both backends.
+"""The run's composition root: its objects built once from its config, for both backends.
 
-The in-process driver (``run.experiment``) and the Flower apps (``federation.flower``) build
-their clients' training, strategy, loggers, round log and exported detector here, so that
-both backends train, aggregate and record alike.
+``build_components`` builds what the config chooses (the partitioner, the strategy, the
+privacy mechanism, the training clients) once per process; ``RunComponents`` passes them to
+what uses them: the clients it makes, the round sampler, the round log and what metrics.json
+and TensorBoard say the run was. The in-process driver (``run.experiment``) and the Flower
+apps (``federation.flower``) compose a run here, so that both backends train, aggregate and
+record alike. ``build_local_training`` (how a client trains) and ``export_detector``
+(model.pt) are built here too, once the data's encoded width is known.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fdagmm.config import build, method_label, n_clients_of, train_clients_of
+from fdagmm.config import build, trained_clients
 from fdagmm.data.features import FeatureEncoder
+from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
@@ -102,19 +108,28 @@ def graphs_training(cfg: DictConfig, device: torch.device) -> bool:
     return True
 
 
-def build_privacy(cfg: DictConfig) -> ClientLevelDP | None:
+def build_components(cfg: DictConfig, partitioner: Partitioner | FilesPartition) -> RunComponents:
+    """The run's objects, each built once: ``partitioner`` is the one built from ``cfg.partition``
+    (whose clients are counted by now), the strategy is inside DP-FedAvg under differential
+    privacy."""
+    train_clients = trained_clients(cfg.method, partitioner.num_clients)
+    privacy = build_privacy(cfg, len(train_clients))
+    strategy = build(cfg.strategy)
+    return RunComponents(cfg, partitioner, strategy if privacy is None else DPFedAvg(strategy, privacy), privacy, train_clients)
+
+
+def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | None:
     """The run's client-level differential privacy (``privacy=dp``), or None (``privacy=none``)."""
     p = cfg.privacy
     if p.name == "none":
         return None
-    n_train = len(train_clients_of(cfg))
-    per_round = cfg.fed.clients_per_round or n_train
+    per_round = cfg.fed.clients_per_round or n_train_clients
     rounds = range(1, cfg.fed.rounds + 1)
     return ClientLevelDP(
         clip_norm=p.clip_norm,
         stats_clip_norm=p.stats_clip_norm,
         delta=p.delta,
-        sample_rate=per_round / n_train,
+        sample_rate=per_round / n_train_clients,
         expected_clients=per_round,
         rounds=cfg.fed.rounds,
         # The evaluated rounds' statistics leave the clients only for the global mixture.
@@ -135,105 +150,118 @@ INSECURE_NOISE_WARNING = (
 )
 
 
-def warn_if_insecure_noise(cfg: DictConfig) -> None:
-    """The log's warning for a private run whose noise is not secret."""
-    if cfg.privacy.name == "dp" and cfg.privacy.insecure_reproducible_noise:
-        log.warning(INSECURE_NOISE_WARNING)
+@dataclass(frozen=True)
+class RunComponents:
+    """A run's objects, built once by ``build_components`` and passed to what uses them."""
 
+    cfg: DictConfig
+    partitioner: Partitioner | FilesPartition
+    strategy: Strategy  # the configured strategy, inside DP-FedAvg under differential privacy
+    privacy: ClientLevelDP | None
+    train_clients: list[int]  # the client ids whose training records the method uses
 
-def round_sampler(cfg: DictConfig) -> Callable[[list[int], int], list[int]]:
-    """``(training clients, round) -> the clients that train in it``, as the run samples them
-    (``rounds.sample_clients``): Poisson under differential privacy, from the secure source
-    unless ``privacy.insecure_reproducible_noise``."""
-    private = cfg.privacy.name == "dp"
-    secret = private and not cfg.privacy.insecure_reproducible_noise
-    return lambda clients, round_idx: sample_clients(clients, cfg.fed.clients_per_round, cfg.seed, round_idx, private, secret)
+    @property
+    def n_clients(self) -> int:
+        return self.partitioner.num_clients
 
+    @property
+    def stats_privacy(self) -> ClientLevelDP | None:
+        """The differential privacy the mixture statistics leave the clients under: only the
+        global mixture's do (``fed.gmm_stats=local`` keeps each client's at home)."""
+        return self.privacy if self.cfg.fed.gmm_stats == "global" else None
 
-def stats_privacy(cfg: DictConfig, privacy: ClientLevelDP | None) -> ClientLevelDP | None:
-    """The differential privacy the mixture statistics leave the clients under: only the
-    global mixture's do (``fed.gmm_stats=local`` keeps each client's at home)."""
-    return privacy if cfg.fed.gmm_stats == "global" else None
+    @property
+    def label(self) -> str:
+        """The method's name in tables: a centralised method names the clients it trains on
+        (the study's DAGMM C0, C1, C0&C1), or says pooled / all but C<k> past three clients."""
+        m = self.cfg.method
+        if m.federated:
+            return m.label if self.strategy.name == "fedavg" else f"{m.label} ({self.strategy.name})"
+        if len(self.train_clients) <= 3 or self.n_clients <= 3:
+            return f"{m.label} " + "&".join(f"C{k}" for k in self.train_clients)
+        return f"{m.label} pooled" if len(self.train_clients) == self.n_clients else f"{m.label} all but C{m.home_client}"
 
+    def check_model(self, net: DAGMM) -> None:
+        """A ConfigError now, not in every client, when the strategy names layers ``net`` lacks (FedPer)."""
+        self.strategy.federated_keys(net.state_dict())
 
-def build_strategy(cfg: DictConfig, net: DAGMM, privacy: ClientLevelDP | None = None) -> Strategy:
-    """The configured strategy, checked against the model it federates (e.g. FedPer's layers),
-    inside DP-FedAvg under differential privacy."""
-    strategy = build(cfg.strategy)
-    strategy.federated_keys(net.state_dict())
-    return strategy if privacy is None else DPFedAvg(strategy, privacy)
+    def warn_if_insecure_noise(self) -> None:
+        """The log's warning for a private run whose noise is not secret."""
+        if self.privacy is not None and self.privacy.reproducible_noise:
+            log.warning(INSECURE_NOISE_WARNING)
+
+    def sample_round(self, clients: list[int], round_idx: int) -> list[int]:
+        """The clients of ``clients`` that train in round ``round_idx`` (``rounds.sample_clients``):
+        Poisson under differential privacy, from the secure source unless
+        ``privacy.insecure_reproducible_noise``."""
+        private = self.privacy is not None
+        secret = private and not self.privacy.reproducible_noise
+        return sample_clients(clients, self.cfg.fed.clients_per_round, self.cfg.seed, round_idx, private, secret)
+
+    def client(self, data, training: LocalTraining, save_dir: Path | None = None) -> Client:
+        """The federation's client holding ``data``, logging under ``save_dir`` (default: the run dir's tensorboard/)."""
+        return Client(
+            data, self.cfg.model.cov_jitter, training, self.strategy, build_logger(self.cfg, f"client{data.client_id}", save_dir), self.privacy
+        )
+
+    def round_log(self, save_dir: Path | None = None) -> RoundLog:
+        return RoundLog(
+            self.cfg.fed.rounds, self.cfg.eval.every_n_rounds, build_logger(self.cfg, "server", save_dir),
+            epsilon_after=None if self.privacy is None else self.privacy.epsilon_after,
+        )  # fmt: skip
+
+    def run_info(self) -> dict[str, Any]:
+        """What metrics.json says the run was; under differential privacy, its parameters and
+        the epsilon spent by the end of the run."""
+        cfg = self.cfg
+        info = {
+            "method": cfg.method.name,
+            "label": self.label,
+            "scenario": cfg.partition.name,
+            "strategy": self.strategy.name,
+            "n_clients": self.n_clients,
+            "seed": cfg.seed,
+            "eval_client": cfg.method.eval_client,
+        }
+        privacy = self.privacy
+        if privacy is not None:
+            info["privacy"] = {
+                "mechanism": "dp-fedavg",
+                "epsilon": privacy.epsilon_after(cfg.fed.rounds),
+                "delta": privacy.delta,
+                "noise_multiplier": privacy.noise_multiplier,
+                "clip_norm": privacy.clip_norm,
+                "stats_clip_norm": privacy.stats_clip_norm,
+                "sample_rate": privacy.sample_rate,
+                "stats_releases": len(privacy.stats_rounds),
+                "noise": "reproducible from the run's seed: NOT PRIVATE" if privacy.reproducible_noise else "secret",
+            }
+        return info
+
+    def hparams(self) -> dict[str, Any]:
+        """The run's settings as flat scalars, for TensorBoard's HParams tab."""
+        cfg = self.cfg
+        return {
+            "method": cfg.method.name,
+            "partition": cfg.partition.name,
+            "strategy": self.strategy.name,
+            "privacy": cfg.privacy.name,
+            **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name == "dp" else {}),
+            "seed": cfg.seed,
+            "batch_size": cfg.data.batch_size,
+            **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},
+            "fed/clients_per_round": cfg.fed.clients_per_round or self.n_clients,
+            **{f"eval/{k}": v for k, v in cfg.eval.items()},
+            "lr": cfg.model.optimizer.lr,
+            "lambda_energy": cfg.model.lambda_energy,
+            "lambda_cov": cfg.model.lambda_cov,
+            "n_components": cfg.model.net.n_components,
+        }
 
 
 def build_logger(cfg: DictConfig, name: str, save_dir: Path | None = None) -> ContinuousStepLogger:
     """A TensorBoard logger under the run dir's tensorboard/<name> (or ``save_dir``/<name>)."""
     return build(cfg.logger, name=name, **({"save_dir": str(save_dir)} if save_dir is not None else {}))
-
-
-def build_round_log(cfg: DictConfig, save_dir: Path | None = None) -> RoundLog:
-    privacy = build_privacy(cfg)
-    return RoundLog(
-        cfg.fed.rounds, cfg.eval.every_n_rounds, build_logger(cfg, "server", save_dir),
-        epsilon_after=None if privacy is None else privacy.epsilon_after,
-    )
-
-
-def build_client(
-    cfg: DictConfig,
-    data,
-    training: LocalTraining,
-    strategy: Strategy,
-    privacy: ClientLevelDP | None,
-    save_dir: Path | None = None,
-) -> Client:
-    return Client(data, cfg.model.cov_jitter, training, strategy, build_logger(cfg, f"client{data.client_id}", save_dir), privacy)
-
-
-def run_info(cfg: DictConfig) -> dict[str, Any]:
-    """What metrics.json says the run was; under differential privacy, its parameters and
-    the epsilon spent by the end of the run."""
-    info = {
-        "method": cfg.method.name,
-        "label": method_label(cfg),
-        "scenario": cfg.partition.name,
-        "strategy": build(cfg.strategy).name,
-        "n_clients": n_clients_of(cfg),
-        "seed": cfg.seed,
-        "eval_client": cfg.method.eval_client,
-    }
-    privacy = build_privacy(cfg)
-    if privacy is not None:
-        info["privacy"] = {
-            "mechanism": "dp-fedavg",
-            "epsilon": privacy.epsilon_after(cfg.fed.rounds),
-            "delta": privacy.delta,
-            "noise_multiplier": privacy.noise_multiplier,
-            "clip_norm": privacy.clip_norm,
-            "stats_clip_norm": privacy.stats_clip_norm,
-            "sample_rate": privacy.sample_rate,
-            "stats_releases": len(privacy.stats_rounds),
-            "noise": "reproducible from the run's seed: NOT PRIVATE" if privacy.reproducible_noise else "secret",
-        }
-    return info
-
-
-def hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's settings as flat scalars, for TensorBoard's HParams tab."""
-    return {
-        "method": cfg.method.name,
-        "partition": cfg.partition.name,
-        "strategy": build(cfg.strategy).name,
-        "privacy": cfg.privacy.name,
-        **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name == "dp" else {}),
-        "seed": cfg.seed,
-        "batch_size": cfg.data.batch_size,
-        **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},
-        "fed/clients_per_round": cfg.fed.clients_per_round or n_clients_of(cfg),
-        **{f"eval/{k}": v for k, v in cfg.eval.items()},
-        "lr": cfg.model.optimizer.lr,
-        "lambda_energy": cfg.model.lambda_energy,
-        "lambda_cov": cfg.model.lambda_cov,
-        "n_components": cfg.model.net.n_components,
-    }
 
 
 def export_detector(

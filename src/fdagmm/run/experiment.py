@@ -1,6 +1,8 @@
 """One run of one method (fdagmm, local, pooled, remote, a classical baseline), from a Hydra config: compose and dispatch.
 
-``train`` checks the config, then runs the method in process (``_train_inprocess``: the
+``train`` checks the config and builds the run's objects once (the partitioner, the data set,
+then ``federation.components.build_components``: strategy, privacy mechanism, training
+clients), then runs the method in process (``_train_inprocess``: the
 round loop of ``federation.inprocess``, or one Lightning ``fit`` for a centralised method)
 or through Flower (``federation.flower.launcher``); both write the same results. A classical
 baseline (``method.detector``) is fitted once, in process, and measured the same way.
@@ -17,33 +19,25 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from fdagmm.config import build, method_label, train_clients_of, validate_config
+from fdagmm.config import build, validate_config
 from fdagmm.data.datamodule import ClientsDataModule, tested_clients
 from fdagmm.data.dataset import ConnectionDataset, build_dataset
-from fdagmm.data.partition import FilesPartition
+from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.detection.evaluation import THRESHOLD_REFS, metrics_by_threshold_ref
 from fdagmm.errors import ConfigError
 from fdagmm.federation.checkpoint import CHECKPOINT_FILE, RoundCheckpoint, load_checkpoint, save_checkpoint
 from fdagmm.federation.client import Client
 from fdagmm.federation.components import (
-    build_client,
+    RunComponents,
+    build_components,
     build_local_training,
     build_logger,
-    build_privacy,
-    build_round_log,
-    build_strategy,
     export_detector,
-    hparams,
     planned_training_steps,
     prepare_process,
-    run_info,
-    round_sampler,
-    stats_privacy,
-    warn_if_insecure_noise,
 )
 from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
 from fdagmm.federation.rounds import mixture_clients, round_record
-from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.models.lit_module import DAGMMLitModule
 from fdagmm.tracking import RoundLog, print_metrics_table, write_results
@@ -75,25 +69,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     if cfg.fed.resume:
         cfg = _resumed_config(cfg)
-    validate_config(cfg)
-    warn_if_insecure_noise(cfg)
-    dataset = _run_dataset(cfg)
-    counted = _with_counted_clients(cfg, dataset)
-    if counted is not cfg:  # partition=by_column: its clients are known now
-        cfg = counted
-        validate_config(cfg)
+    partitioner = build(cfg.partition)
+    validate_config(cfg, partitioner)
+    dataset = _run_dataset(cfg, partitioner)
+    if partitioner.num_clients is None:  # partition=by_column: its clients are known once its values are counted
+        cfg = _with_counted_clients(cfg, partitioner, dataset)
+        validate_config(cfg, partitioner)
+    run = build_components(cfg, partitioner)
+    run.warn_if_insecure_noise()
     if cfg.fed.backend == "flower":
         from fdagmm.federation.flower.launcher import run_flower  # an optional extra: imported only here
 
-        payload = run_flower(cfg, dataset)
+        payload = run_flower(cfg, partitioner, dataset)
     elif cfg.method.detector is not None:
-        payload = _fit_classical_detector(cfg, dataset)
+        payload = _fit_classical_detector(run, dataset)
     else:
-        payload = _train_inprocess(cfg, dataset)
+        payload = _train_inprocess(run, dataset)
     if payload is not None and not dataset.schema.labelled:
         log.info("data.label_column=null: the records have no labels, so the run trained on all of them and measured no detection metric; model.pt scores new records")
     elif payload is not None:
-        title = f"{method_label(cfg)}, partition {cfg.partition.name}, seed {cfg.seed}"
+        title = f"{run.label}, partition {cfg.partition.name}, seed {cfg.seed}"
         print_metrics_table(f"{title}: client {cfg.method.eval_client} test set", {"": payload["final"]})
         if len(payload["per_client"]) > 1:
             rows = {**payload["per_client"], "mean": payload["clients_mean"], "worst": payload["clients_worst"]}
@@ -101,9 +96,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return payload
 
 
-def _run_dataset(cfg: DictConfig) -> ConnectionDataset:
+def _run_dataset(cfg: DictConfig, partitioner: Partitioner | FilesPartition) -> ConnectionDataset:
     """The data set the run reads: with ``partition=files``, its schema over the clients' own files."""
-    partitioner = build(cfg.partition)
     if not isinstance(partitioner, FilesPartition):
         return build_dataset(cfg.data)
     if cfg.data.get("evaluate_on", "test") != "test":
@@ -112,38 +106,36 @@ def _run_dataset(cfg: DictConfig) -> ConnectionDataset:
     return build_dataset(partitioner.data_config(cfg.data))
 
 
-def _with_counted_clients(cfg: DictConfig, dataset: ConnectionDataset) -> DictConfig:
+def _with_counted_clients(cfg: DictConfig, partitioner: Partitioner, dataset: ConnectionDataset) -> DictConfig:
     """``partition=by_column`` without ``top_n``: every value of the column is a client, so
-    the config's ``partition.top_n`` becomes their count (read from the records)."""
-    if cfg.partition.get("column") is None or cfg.partition.top_n is not None:
-        return cfg
+    the partitioner's client count and the config's ``partition.top_n`` (which the saved and
+    Flower's run configs carry) become their count, read from the records."""
     column = cfg.partition.column
     values = dataset.grouped_by(column).pools(cfg.seed).train[column]
     cfg = copy.deepcopy(cfg)
-    cfg.partition.top_n = int(values.nunique())
+    cfg.partition.top_n = partitioner.num_clients = int(values.nunique())
     log.info("partition=by_column: %d values of %s, %d clients", cfg.partition.top_n, column, cfg.partition.top_n)
     return cfg
 
 
-def _client_data(cfg: DictConfig, dataset: ConnectionDataset, train_clients: list[int]) -> ClientsDataModule:
-    d = cfg.data
-    datamodule = ClientsDataModule(
-        dataset, d.batch_size, build(cfg.partition), cfg.seed, train_clients, d.scaling, d.scaling_records
-    )
+def _client_data(run: RunComponents, dataset: ConnectionDataset) -> ClientsDataModule:
+    cfg, d = run.cfg, run.cfg.data
+    datamodule = ClientsDataModule(dataset, d.batch_size, run.partitioner, cfg.seed, run.train_clients, d.scaling, d.scaling_records)
     datamodule.setup()
     log.info(
-        "%s, partition %s, seed %d: %s", method_label(cfg), cfg.partition.name, cfg.seed,
+        "%s, partition %s, seed %d: %s", run.label, cfg.partition.name, cfg.seed,
         _short(datamodule.summary(), shared_test=dataset.has_test_pool),
     )  # fmt: skip
     return datamodule
 
 
-def _fit_classical_detector(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any]:
+def _fit_classical_detector(run: RunComponents, dataset: ConnectionDataset) -> dict[str, Any]:
     """A classical baseline (method.detector): fitted once on the training clients' encoded
     records, scored and measured like DAGMM's energies (no rounds, no model.pt)."""
+    cfg = run.cfg
     prepare_process(cfg)
-    rounds = build_round_log(cfg)
-    datamodule = _client_data(cfg, dataset, train_clients_of(cfg))
+    rounds = run.round_log()
+    datamodule = _client_data(run, dataset)
     detector = build(cfg.method.detector).fit(datamodule.pooled_train_x().numpy())
     scores = {c.client_id: (detector.decision_function(c.train_x.numpy()), detector.decision_function(c.test_x.numpy())) for c in datamodule.clients}
 
@@ -158,7 +150,7 @@ def _fit_classical_detector(cfg: DictConfig, dataset: ConnectionDataset) -> dict
     tested = tested_clients(datamodule.summary(), dataset.schema.labelled)
     per_client = {f"client{k}": metrics(k, ("own",))["own"] for k in scores if k in tested}
     return write_results(
-        Path(cfg.paths.output_dir), run_info(cfg), hparams(cfg), rounds, final_by_ref, cfg.eval.threshold_ref, per_client,
+        Path(cfg.paths.output_dir), run.run_info(), run.hparams(), rounds, final_by_ref, cfg.eval.threshold_ref, per_client,
         datamodule.summary(),
     )
 
@@ -169,25 +161,24 @@ def _threshold_refs(cfg: DictConfig) -> tuple[str, ...]:
     return (cfg.eval.threshold_ref, *others)
 
 
-def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any]:
+def _train_inprocess(run: RunComponents, dataset: ConnectionDataset) -> dict[str, Any]:
+    cfg = run.cfg
     prepare_process(cfg)
-    rounds = build_round_log(cfg)
-    train_clients = train_clients_of(cfg)
-    datamodule = _client_data(cfg, dataset, train_clients)
+    rounds = run.round_log()
+    train_clients = run.train_clients
+    datamodule = _client_data(run, dataset)
     counts = datamodule.summary()
 
     training = build_local_training(
         cfg, datamodule.input_dim, planned_training_steps(cfg, (datamodule.clients[k].n_train for k in train_clients), cfg.fed.rounds)
     )
     module = training.build_module()
-    privacy = build_privacy(cfg)
-    if privacy is not None and not cfg.fed.resume:  # a run dir reused: an earlier run's releases are not this one's
-        privacy.releases_path.unlink(missing_ok=True)
-    strategy = build_strategy(cfg, module.net, privacy)
-    clients = [build_client(cfg, data, training, strategy, privacy) for data in datamodule.clients]
+    run.check_model(module.net)
+    if run.privacy is not None and not cfg.fed.resume:  # a run dir reused: an earlier run's releases are not this one's
+        run.privacy.releases_path.unlink(missing_ok=True)
+    clients = [run.client(data, training) for data in datamodule.clients]
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
-    released_under = stats_privacy(cfg, privacy)
     # Each round's scoring mixture, released once: the final evaluation reuses the last round's
     # (a second release would cost privacy, and under secret noise differ from the first).
     mixtures: dict[int, GaussianMixture] = {}
@@ -195,7 +186,7 @@ def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, A
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         mixture, metrics = evaluate_global_model(
             net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, training.device,
-            round_idx, released_under, log_scores_at, mixtures.get(round_idx),
+            round_idx, run.stats_privacy, log_scores_at, mixtures.get(round_idx),
         )
         mixtures[round_idx] = mixture
         return mixture, metrics
@@ -208,7 +199,7 @@ def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, A
         rounds.record(round_idx, train_losses, metrics, **extra)
 
     if cfg.method.federated:
-        _train_federated(cfg, module.net, {k: clients[k] for k in train_clients}, strategy, rounds, on_round_end)
+        _train_federated(run, module.net, {k: clients[k] for k in train_clients}, rounds, on_round_end)
     else:
         # Centralised baselines train as many epochs as the federation does (rounds x local
         # epochs) with one optimiser, and are evaluated at the same points.
@@ -236,19 +227,19 @@ def _train_inprocess(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, A
         final_by_ref[cfg.eval.threshold_ref], Path(cfg.paths.output_dir),
     )
     return write_results(
-        Path(cfg.paths.output_dir), run_info(cfg), hparams(cfg), rounds, final_by_ref, cfg.eval.threshold_ref, per_client, counts
+        Path(cfg.paths.output_dir), run.run_info(), run.hparams(), rounds, final_by_ref, cfg.eval.threshold_ref, per_client, counts
     )
 
 
 def _train_federated(
-    cfg: DictConfig,
+    run: RunComponents,
     global_net: DAGMM,
     clients: dict[int, Client],
-    strategy: Strategy,
     rounds: RoundLog,
     on_round_end: Callable[..., None],
 ) -> None:
     """The federation's rounds, with a checkpoint after each."""
+    cfg, strategy = run.cfg, run.strategy
     checkpoint_path = Path(cfg.paths.output_dir) / CHECKPOINT_FILE
     identity = _run_identity(cfg)
     first_round = 1
@@ -281,7 +272,7 @@ def _train_federated(
             ),
         )
 
-    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, round_sampler(cfg), round_end, first_round)
+    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, run.sample_round, round_end, first_round)
 
 
 def _short(counts: dict[str, dict[str, int]], shown: int = 4, shared_test: bool = False) -> str:

@@ -10,7 +10,7 @@ from hydra import compose, initialize
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 from opacus.accountants.utils import get_noise_multiplier
 
-from fdagmm.config import validate_config
+from fdagmm.config import build, validate_config
 from fdagmm.errors import ConfigError
 from fdagmm.federation.privacy import (
     NOISE_TOLERANCE,
@@ -196,4 +196,4 @@ def _dp_cfg(*overrides):
 def test_impossible_privacy_settings_are_one_line_errors(tmp_path, overrides, expected):
     cfg = _dp_cfg(f"paths.output_dir={tmp_path}", *overrides)
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        validate_config(cfg)
+        validate_config(cfg, build(cfg.partition))

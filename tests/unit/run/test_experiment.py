@@ -266,9 +266,11 @@ def test_dp_noise_and_sampling_are_secret_by_default_and_the_same_only_when_name
     assert insecure[0]["history"] == insecure[1]["history"]
     assert [r["privacy"]["noise"] for r in (*secret, *insecure)] == ["secret", "secret", *["reproducible from the run's seed: NOT PRIVATE"] * 2]
     assert [r["warned"] for r in (*secret, *insecure)] == [False, False, True, True]
-    from fdagmm.federation.components import hparams  # what TensorBoard's HParams tab shows
+    from fdagmm.config import build
+    from fdagmm.federation.components import build_components  # its hparams: what TensorBoard's HParams tab shows
 
-    assert hparams(_cfg(synthetic_file, tmp_path / "c", *DP_RUN, "privacy.insecure_reproducible_noise=true"))["privacy/insecure_reproducible_noise"] is True
+    cfg = _cfg(synthetic_file, tmp_path / "c", *DP_RUN, "privacy.insecure_reproducible_noise=true")
+    assert build_components(cfg, build(cfg.partition)).hparams()["privacy/insecure_reproducible_noise"] is True
 
 
 def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monkeypatch):
@@ -340,3 +342,20 @@ def test_with_kept_optimiser_states_each_clients_later_rounds_start_from_its_own
     monkeypatch.setattr(DAGMMLitModule, "configure_optimizers", spy)
     train(_cfg(synthetic_file, tmp_path, "fed.rounds=3", f"fed.keep_optimizer_state={keep}"))
     assert started_from == [False, False] + [keep] * 4  # two clients: fresh in round 1, then their own state if kept
+
+
+@pytest.mark.parametrize("overrides", [("strategy=fedadam", "fed.rounds=2"), DP_RUN], ids=["plain", "dp"])
+def test_a_run_builds_its_partitioner_strategy_and_privacy_mechanism_once(synthetic_file, tmp_path, monkeypatch, overrides):
+    """The composition root builds what the config chooses once and passes it down."""
+    from fdagmm import config
+    from fdagmm.federation import components
+
+    built, mechanisms = [], []
+    instantiate, mechanism = config.instantiate, components.ClientLevelDP
+    monkeypatch.setattr(config, "instantiate", lambda node, **kw: built.append(node.get("_target_")) or instantiate(node, **kw))
+    monkeypatch.setattr(components, "ClientLevelDP", lambda **kw: mechanisms.append(kw) or mechanism(**kw))
+    cfg = _cfg(synthetic_file, tmp_path, *overrides)
+    payload = train(cfg)
+    assert built.count(cfg.partition._target_) == 1 and built.count(cfg.strategy._target_) == 1
+    assert len(mechanisms) == (1 if cfg.privacy.name == "dp" else 0)
+    assert len(payload["history"]) == cfg.fed.rounds

@@ -31,15 +31,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 
 from fdagmm.data.features import FeatureEncoder
 from fdagmm.federation.client import Client
-from fdagmm.federation.components import (
-    build_client,
-    build_local_training,
-    build_privacy,
-    build_strategy,
-    export_detector,
-    planned_training_steps,
-    prepare_process,
-)
+from fdagmm.config import build
+from fdagmm.federation.components import build_components, build_local_training, export_detector, planned_training_steps, prepare_process
 from fdagmm.federation.flower.partitions import ENCODED_DIR, NodeData, encoded_partition
 from fdagmm.federation.flower.records import (
     config_from_run,
@@ -70,9 +63,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     data, encoder = encoded_partition(NodeData.of(context.node_config), cfg, scaling, output_dir / ENCODED_DIR)
     # A ClientApp process lives for one message: at most one round of this client's training.
     training = build_local_training(cfg, encoder.dim, planned_training_steps(cfg, [data.n_train], rounds=1))
-    privacy = build_privacy(cfg)
-    strategy = build_strategy(cfg, training.build_module().net, privacy)
-    client = build_client(cfg, data, training, strategy, privacy, output_dir / "tensorboard")
+    client = build_components(cfg, build(cfg.partition)).client(data, training, output_dir / "tensorboard")
     if STATE_KEY in context.state:
         client.logger.step_offset = int(context.state[STATE_KEY]["step-offset"])
     personal = context.state[PERSONAL_KEY].to_torch_state_dict() if PERSONAL_KEY in context.state else {}

@@ -28,9 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fdagmm.config import build
 from fdagmm.data.dataset import ConnectionDataset
-from fdagmm.data.partition import FilesPartition, SiteFiles
+from fdagmm.data.partition import FilesPartition, Partitioner, SiteFiles
 from fdagmm.detection.detector import MODEL_FILE
 from fdagmm.errors import ConfigError
 from fdagmm.federation.flower.partitions import ENCODED_DIR, write_partitions
@@ -50,15 +49,14 @@ QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 FAST_ENV = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
 
 
-def run_flower(cfg: DictConfig, dataset: ConnectionDataset) -> dict[str, Any] | None:
-    """Run the configured federation through Flower; returns metrics.json's payload (None
-    with ``fed.flower.prepare_only``)."""
+def run_flower(cfg: DictConfig, partitioner: Partitioner | FilesPartition, dataset: ConnectionDataset) -> dict[str, Any] | None:
+    """Run the configured federation through Flower, ``partitioner``'s clients each a
+    SuperNode; returns metrics.json's payload (None with ``fed.flower.prepare_only``)."""
     if importlib.util.find_spec("flwr") is None:
         raise ConfigError('fed.backend=flower needs Flower: pip install -e ".[flower]"')
     output_dir = Path(cfg.paths.output_dir).resolve()
     flower_dir = output_dir / "flower"
     flower_dir.mkdir(parents=True, exist_ok=True)
-    partitioner = build(cfg.partition)
     if isinstance(partitioner, FilesPartition):  # each SuperNode reads its organisation's files; nothing is written
         paths, node_configs = [], [site_node_config(k, site) for k, site in enumerate(partitioner.sites)]
     else:

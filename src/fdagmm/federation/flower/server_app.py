@@ -30,26 +30,14 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.serverapp import Grid, ServerApp
-from omegaconf import DictConfig
 from torch import Tensor
 
-from fdagmm.config import n_clients_of, train_clients_of
+from fdagmm.config import build
 from fdagmm.data.datamodule import tested_clients
 from fdagmm.data.features import FeatureEncoder, ScalingStats, federation_scaling
 from fdagmm.data.schema import TableSchema
 from fdagmm.errors import FdagmmError
-from fdagmm.federation.components import (
-    build_local_training,
-    build_privacy,
-    build_round_log,
-    build_strategy,
-    hparams,
-    prepare_process,
-    run_info,
-    round_sampler,
-    stats_privacy,
-    warn_if_insecure_noise,
-)
+from fdagmm.federation.components import RunComponents, build_components, build_local_training, prepare_process
 from fdagmm.federation.flower.launcher import ERROR_FILE
 from fdagmm.federation.flower.records import (
     OUTPUT_DIR_KEY,
@@ -67,8 +55,7 @@ from fdagmm.federation.rounds import (
     round_record,
     unusable_reason,
 )
-from fdagmm.federation.privacy import ClientLevelDP
-from fdagmm.federation.strategies import ClientUpdate, Strategy
+from fdagmm.federation.strategies import ClientUpdate
 from fdagmm.tracking import RoundLog, write_json_atomic, write_results
 
 app = ServerApp()
@@ -112,26 +99,24 @@ class FdagmmRounds:
 
     def __init__(
         self,
-        cfg: DictConfig,
+        run: RunComponents,
         grid: Grid,
-        strategy: Strategy,
-        privacy: ClientLevelDP | None,
         node_of: dict[int, int],
         scaling: ArrayRecord,
         rounds: RoundLog,
         tested: list[int],
     ):
-        self.cfg = cfg
+        self.cfg = cfg = run.cfg
         self.grid = grid
-        self.strategy = strategy
-        self.stats_privacy = stats_privacy(cfg, privacy)
+        self.strategy = run.strategy
+        self.stats_privacy = run.stats_privacy
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.scaling = scaling  # the federation's scaling, sent with every message
         self.tested = tested  # the clients tested after the last round (those with test records)
         self.rounds = rounds
-        self.train_clients = train_clients_of(cfg)
-        self.sample = round_sampler(cfg)
+        self.train_clients = run.train_clients
+        self.sample = run.sample_round
         self.mixture_clients = mixture_clients(cfg.fed.gmm_stats, cfg.method.eval_client, self.train_clients)
         self.states: dict[int, dict[str, Tensor]] = {}  # theta_t, for the rounds still to be tested
         self.mixture_stats: dict[int, ArrayRecord] = {}  # round -> the federation's summed GMM statistics
@@ -311,21 +296,21 @@ def main(grid: Grid, context: Context) -> None:
     _log_to_stderr()
     try:
         prepare_process(cfg)
-        warn_if_insecure_noise(cfg)
+        run = build_components(cfg, build(cfg.partition))
+        run.warn_if_insecure_noise()
         # The logger's save_dir was resolved where the run was prepared; write under output-dir.
-        rounds = build_round_log(cfg, output_dir / "tensorboard")
-        node_of, counts, stats, schema = describe_clients(grid, n_clients_of(cfg), cfg.fed.flower.timeout_s, cfg.data.scaling)
-        log.info("%s, partition %s, seed %d over Flower: %d clients", cfg.method.label, cfg.partition.name, cfg.seed, len(counts))
-        scaling = federation_scaling(cfg.data.scaling, schema, lambda: [stats[k] for k in train_clients_of(cfg)])
+        rounds = run.round_log(output_dir / "tensorboard")
+        node_of, counts, stats, schema = describe_clients(grid, run.n_clients, cfg.fed.flower.timeout_s, cfg.data.scaling)
+        log.info("%s, partition %s, seed %d over Flower: %d clients", run.label, cfg.partition.name, cfg.seed, len(counts))
+        scaling = federation_scaling(cfg.data.scaling, schema, lambda: [stats[k] for k in run.train_clients])
         net = build_local_training(cfg, FeatureEncoder(scaling, schema).dim).build_module().net
-        privacy = build_privacy(cfg)
-        if privacy is not None:  # a Flower run never resumes: its releases start here
-            privacy.releases_path.unlink(missing_ok=True)
-        strategy = build_strategy(cfg, net, privacy)
+        run.check_model(net)
+        if run.privacy is not None:  # a Flower run never resumes: its releases start here
+            run.privacy.releases_path.unlink(missing_ok=True)
         tested = tested_clients(counts, schema.labelled)
-        loop = FdagmmRounds(cfg, grid, strategy, privacy, node_of, scaling_record(scaling), rounds, tested)
+        loop = FdagmmRounds(run, grid, node_of, scaling_record(scaling), rounds, tested)
         loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
-        write_results(output_dir, run_info(cfg), hparams(cfg), rounds, {"own": loop.final}, "own", loop.per_client, counts)
+        write_results(output_dir, run.run_info(), run.hparams(), rounds, {"own": loop.final}, "own", loop.per_client, counts)
         write_json_atomic(output_dir / "flower" / TIMINGS_FILE, {"messages": loop.timings})
     except Exception as e:
         message = str(e) if isinstance(e, FdagmmError) else f"{type(e).__name__}: {e}"
