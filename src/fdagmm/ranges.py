@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,9 +100,10 @@ def argument_ranges(cls: type) -> dict[str, Range]:
 
 @functools.cache
 def _annotated_ranges(function: Callable) -> dict[str, Range]:
-    hints = typing.get_type_hints(function, include_extras=True)
-    return {
-        name: next(m for m in hint.__metadata__ if isinstance(m, Range))
-        for name, hint in hints.items()
-        if typing.get_origin(hint) is typing.Annotated and any(isinstance(m, Range) for m in hint.__metadata__)
-    }
+    ranges = {}
+    for name, hint in typing.get_type_hints(function, include_extras=True).items():
+        # ``Annotated[float, POSITIVE] | None``: the range of an optional argument's value
+        for option in typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,):
+            if typing.get_origin(option) is typing.Annotated:
+                ranges |= {name: m for m in option.__metadata__ if isinstance(m, Range)}
+    return ranges

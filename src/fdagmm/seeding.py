@@ -14,6 +14,7 @@ UPDATE_NOISE_STREAM = 3
 STATS_NOISE_STREAM = 4
 TEST_SPLIT_STREAM = 5  # (seed, TEST_SPLIT_STREAM): which records a data set's test_fraction sets aside
 VALIDATION_SPLIT_STREAM = 6  # (seed, VALIDATION_SPLIT_STREAM): which training inliers data.evaluate_on=validation holds out
+TEST_POOL_STREAM = 7  # (seed, TEST_POOL_STREAM): which client tests on which record of a shared test set (partition.attack_alpha)
 
 
 def derive_seed(*keys: int) -> int:

@@ -13,18 +13,31 @@ from fdagmm.analysis.who_gains import client_gains, write_who_gains
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def sweeps(kdd_slice, tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("who_gains")
-    common = ["experiment=who_gains", f"data.train_path={kdd_slice}", "partition.num_clients=3", "partition.alpha=0.5,5",
-              "seed=0", "fed.rounds=1", "data.cache_dir=null"]  # fmt: skip
+def _sweeps(root: Path, *common: str) -> tuple[Path, Path]:
+    """A federated sweep (FedAvg) and an alone sweep (each of three clients) of ``common``."""
     for name, method in (("fedavg", ["method=fdagmm"]), ("alone", ["method=local", "method.home_client=0,1,2"])):
         result = subprocess.run(
-            [sys.executable, "src/train.py", *common, *method, f"hydra.sweep.dir={root / name}"],
+            [sys.executable, "src/train.py", *common, "partition.num_clients=3", "seed=0", "fed.rounds=1", "data.cache_dir=null",
+             *method, f"hydra.sweep.dir={root / name}"],
             cwd=ROOT, capture_output=True, text=True, timeout=900,
-        )
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
     return root / "fedavg", root / "alone"
+
+
+@pytest.fixture(scope="module")
+def sweeps(kdd_slice, tmp_path_factory) -> tuple[Path, Path]:
+    """KDDCUP99's who_gains: the skew is partition.alpha."""
+    return _sweeps(tmp_path_factory.mktemp("who_gains"), "experiment=who_gains", f"data.train_path={kdd_slice}", "partition.alpha=0.5,5")
+
+
+@pytest.fixture(scope="module")
+def attack_sweeps(unsw_path, tmp_path_factory) -> tuple[Path, Path]:
+    """Each organisation its own attacks (UNSW-NB15): the skew is partition.attack_alpha."""
+    return _sweeps(
+        tmp_path_factory.mktemp("who_gains_attacks"), "experiment=who_gains_attacks", "data=unsw_nb15", f"data.train_path={unsw_path}",
+        "partition.attack_alpha=0.5,5",
+    )  # fmt: skip
 
 
 def _metrics(sweep_dir: Path, *parts: str) -> dict:
@@ -33,20 +46,21 @@ def _metrics(sweep_dir: Path, *parts: str) -> dict:
 
 
 @pytest.mark.slow
-def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(sweeps):
-    federated_dir, alone_dir = sweeps
+@pytest.mark.parametrize("fixture, skew", [("sweeps", "partition.alpha"), ("attack_sweeps", "partition.attack_alpha")])
+def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(request, fixture, skew):
+    federated_dir, alone_dir = request.getfixturevalue(fixture)
     gains = client_gains(federated_dir, alone_dir)
     assert len(gains) == 2 * 3  # two partitions x three clients
     for row in gains.itertuples():
-        federated = _metrics(federated_dir, f"partition.alpha={row.alpha:g}")
-        alone = _metrics(alone_dir, f"partition.alpha={row.alpha:g}", f"method.home_client={row.client}")
+        federated = _metrics(federated_dir, f"{skew}={row.alpha:g}")
+        alone = _metrics(alone_dir, f"{skew}={row.alpha:g}", f"method.home_client={row.client}")
         client = f"client{row.client}"
         assert row.n_train == federated["partition"][client]["n_train"] == alone["partition"][client]["n_train"]
         assert row.auroc_federated == federated["per_client"][client]["test/auroc"]
         assert row.auroc_alone == alone["final"]["test/auroc"]
         assert row.gain == pytest.approx(row.auroc_federated - row.auroc_alone, abs=1e-15)
     report = write_who_gains(federated_dir, alone_dir).read_text()
-    assert report.startswith("# Who gains from federation (fedavg)")
+    assert report.startswith("# Who gains from federation (fedavg)") and f"alpha: {skew}." in report
     assert "| 0.5 | 3 |" in report and "| 5.0 | 3 |" in report  # each alpha's three clients
     assert (federated_dir / "who_gains.png").stat().st_size > 0
 

@@ -5,7 +5,9 @@ AUROC trained alone against its AUROC under the federation, from the two sweeps 
 A federated job (``method=fdagmm``) reports every client's test metrics (metrics.json's
 ``per_client``) and training-set size (``partition``); an alone job (``method=local
 method.home_client=k``) reports client k's. A client's gain is its federated AUROC minus its
-AUROC alone, for the same partition (``partition.alpha``, ``seed``). Writes, into the
+AUROC alone, for the same partition (its skew, ``seed``): the skew is ``partition.attack_alpha``
+where each organisation tests on its own attacks (``experiment=who_gains_attacks``), else
+``partition.alpha``. Writes, into the
 federated sweep dir: ``who_gains.md`` (per alpha: how many clients gain, lose, lose more than
 ``HARM``; the mean gain), ``who_gains.csv`` (one row per client and partition) and
 ``who_gains.png`` (gain against training-set size).
@@ -29,12 +31,19 @@ from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 HARM = 0.01
 
 
+def skew(cfg) -> float | None:
+    """A partition's Dirichlet parameter: ``partition.attack_alpha`` where the attacks are dealt
+    (each organisation its own), else ``partition.alpha``; None for a partition without one."""
+    attack_alpha = OmegaConf.select(cfg, "partition.attack_alpha")
+    return attack_alpha if attack_alpha is not None else OmegaConf.select(cfg, "partition.alpha")
+
+
 def _jobs(sweep_dir: Path) -> list[tuple[object, dict]]:
     """(config, metrics.json) of every finished job of a sweep."""
     jobs = []
     for job in sweep_jobs(sweep_dir):
         if job.metrics is not None:
-            if OmegaConf.select(job.cfg, "partition.alpha") is None or "per_client" not in job.metrics:
+            if skew(job.cfg) is None or "per_client" not in job.metrics:
                 raise ValueError(f"{job.dir / 'metrics.json'}: not a run of experiment=who_gains (no partition.alpha or per_client)")
             jobs.append((job.cfg, job.metrics))
     if not jobs:
@@ -48,11 +57,11 @@ def client_gains(federated_dir: Path, alone_dir: Path) -> pd.DataFrame:
     federated = {}
     for cfg, metrics in _jobs(federated_dir):
         for client, values in metrics["per_client"].items():
-            key = (float(cfg.partition.alpha), int(cfg.seed), int(client.removeprefix("client")))
+            key = (float(skew(cfg)), int(cfg.seed), int(client.removeprefix("client")))
             federated[key] = (metrics["partition"][client]["n_train"], values["test/auroc"])
     rows = []
     for cfg, metrics in _jobs(alone_dir):
-        key = (float(cfg.partition.alpha), int(cfg.seed), int(cfg.method.home_client))
+        key = (float(skew(cfg)), int(cfg.seed), int(cfg.method.home_client))
         if key in federated:
             n_train, auroc_federated = federated[key]
             auroc_alone = metrics["final"]["test/auroc"]
@@ -95,14 +104,16 @@ def plot_gains(gains: pd.DataFrame, path: Path, strategy: str) -> None:
 def write_who_gains(federated_dir: Path, alone_dir: Path) -> Path:
     gains = client_gains(federated_dir, alone_dir)
     if gains.empty:
-        raise ValueError(f"no client of {alone_dir} matches a federated run of {federated_dir} (same partition.alpha and seed)")
+        raise ValueError(f"no client of {alone_dir} matches a federated run of {federated_dir} (same partition.alpha or attack_alpha, and seed)")
     gains.to_csv(federated_dir / "who_gains.csv", index=False)
-    strategy = _jobs(federated_dir)[0][1]["strategy"]
+    cfg, metrics = _jobs(federated_dir)[0]
+    strategy = metrics["strategy"]
+    alpha = "partition.attack_alpha" if OmegaConf.select(cfg, "partition.attack_alpha") is not None else "partition.alpha"
     plot_gains(gains, federated_dir / "who_gains.png", strategy)
     report = federated_dir / "who_gains.md"
     report.write_text(
         f"# Who gains from federation ({strategy})\n\n"
-        f"{len(gains)} (client, partition) pairs; gain = AUROC under the federation - AUROC trained alone.\n\n"
+        f"{len(gains)} (client, partition) pairs; gain = AUROC under the federation - AUROC trained alone; alpha: {alpha}.\n\n"
         + markdown_table(gain_summary(gains).round(4), index_name="alpha")
         + "\n\n![gain against training-set size](who_gains.png)\n"
     )

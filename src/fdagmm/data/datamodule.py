@@ -67,15 +67,21 @@ class ClientRecords:
 
 def client_records(dataset: ConnectionDataset, partitioner: Partitioner | FilesPartition, seed: int) -> list[ClientRecords]:
     """Read the data set and split it into the partitioner's clients (every client non-empty).
-    With a test set of the data set's own, every client is tested on all of it. With
+    With a test set of the data set's own, every client is tested on all of it, or with
+    ``partition.attack_alpha`` on its own share (``Partitioner.deal_test_pool``). With
     ``partition=files`` each client reads its own files instead."""
     if isinstance(partitioner, FilesPartition):
         return [site_records(dataset, k, site) for k, site in enumerate(partitioner.sites)]
+    if partitioner.attack_alpha is not None and dataset.schema.anomaly != "attacks":
+        raise ConfigError(
+            f"partition.attack_alpha deals attacks to the clients' test sets; data set {dataset.name} flags "
+            f"{dataset.schema.anomaly} traffic (anomaly: {dataset.schema.anomaly}): set partition.attack_alpha=null"
+        )
     if partitioner.group_column is not None:
         dataset = dataset.grouped_by(partitioner.group_column)
     pools = dataset.pools(seed)
     shared_test = pools.test is not None or not dataset.schema.labelled
-    groups = dataset.labels(pools.train) if partitioner.group_column is None else pools.train[partitioner.group_column].to_numpy(dtype=str)
+    groups = dataset.families(pools.train) if partitioner.group_column is None else pools.train[partitioner.group_column].to_numpy(dtype=str)
     splits = partitioner.split(groups, dataset.is_anomaly(pools.train), seed, all_train=shared_test)
     if pools.test is None:
         test_frame, test_is_anomaly = pools.train, dataset.is_anomaly(pools.train)
@@ -83,9 +89,13 @@ def client_records(dataset: ConnectionDataset, partitioner: Partitioner | FilesP
             ClientRecords(s.client_id, pools.train, s.train_idx, test_frame, s.test_idx, test_is_anomaly[s.test_idx])
             for s in splits
         ]
-    every_test_row = np.arange(len(pools.test))
     test_is_anomaly = dataset.is_anomaly(pools.test)
-    return [ClientRecords(s.client_id, pools.train, s.train_idx, pools.test, every_test_row, test_is_anomaly) for s in splits]
+    dealt = partitioner.deal_test_pool(dataset.families(pools.test), test_is_anomaly, [len(s.train_idx) for s in splits], seed)
+    test_rows = dealt or [np.arange(len(pools.test))] * len(splits)
+    return [
+        ClientRecords(s.client_id, pools.train, s.train_idx, pools.test, rows, test_is_anomaly[rows])
+        for s, rows in zip(splits, test_rows)
+    ]
 
 
 def site_records(dataset: ConnectionDataset, client_id: int, site: SiteFiles) -> ClientRecords:

@@ -176,6 +176,15 @@ class ConnectionDataset:
             return np.full(len(frame), "", dtype=object)
         return frame[self.schema.label].to_numpy(dtype=str)
 
+    def families(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each record's label, an attack's family where the schema names a column for it
+        (``attack_category``: UNSW-NB15's attack_cat, whose label is only 0 or 1)."""
+        labels = self.labels(frame)
+        if self.schema.attack_category is None or not self.schema.labelled:
+            return labels
+        attacks = self.schema.is_anomaly(labels) if self.schema.anomaly == "attacks" else ~self.schema.is_anomaly(labels)
+        return np.where(attacks, frame[self.schema.attack_category].to_numpy(dtype=str), labels)
+
     def is_anomaly(self, frame: pd.DataFrame) -> np.ndarray:
         """Which records are of the anomaly class (all False without labels)."""
         if not self.schema.labelled:

@@ -169,3 +169,74 @@ def test_by_column_without_top_n_takes_every_value_and_too_many_is_refused():
     assert len(every.split(sites, is_anomaly, seed=0, all_train=True)) == 3 and every.values == ["z", "y", "x"]
     with pytest.raises(ConfigError, match="partition.top_n=4: column 'site' holds only 3 values"):
         ByColumnPartitioner("site", column="site", top_n=4).split(sites, is_anomaly, seed=0)
+
+
+# partition.attack_alpha: benign traffic trains (the inliers), every attack family is dealt ------
+
+BENIGN = "benign"
+
+
+def _flows(seed=0, n=20_000):
+    """Benign flows and five attack families, as in a data set whose benign traffic trains."""
+    rng = np.random.default_rng(seed)
+    return rng.choice([BENIGN, "dos", "probe", "fuzzers", "exploits", "worms"], size=n, p=[0.6, 0.15, 0.1, 0.08, 0.05, 0.02])
+
+
+@pytest.mark.parametrize("partitioner", [IidPartitioner("i", num_clients=6, attack_alpha=0.3), DirichletPartitioner("d", num_clients=6, alpha=1.0, attack_alpha=0.3)])
+def test_a_shared_test_set_is_dealt_as_an_exact_cover_with_attacks_for_every_client(partitioner):
+    test = _flows(seed=1)
+    sizes = [100, 400, 50, 1000, 250, 200]
+    rows = partitioner.deal_test_pool(test, test != BENIGN, sizes, seed=3)
+    used = np.concatenate(rows)
+    assert len(used) == len(test) == len(np.unique(used))  # every test record exactly once
+    n_benign = (test == BENIGN).sum()
+    for r, size in zip(rows, sizes):
+        assert (test[r] != BENIGN).sum() >= 1
+        assert abs((test[r] == BENIGN).sum() - n_benign * size / sum(sizes)) <= 1  # benign records follow training sizes
+    again = partitioner.deal_test_pool(test, test != BENIGN, sizes, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(rows, again))
+    other = partitioner.deal_test_pool(test, test != BENIGN, sizes, seed=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(rows, other))
+
+
+def test_without_attack_alpha_every_client_tests_on_the_whole_shared_test_set():
+    test = _flows()
+    assert IidPartitioner("i", num_clients=3).deal_test_pool(test, test != BENIGN, [1, 1, 1], seed=0) is None
+
+
+def test_a_smaller_attack_alpha_concentrates_each_attack_family_on_fewer_clients():
+    test = _flows()
+
+    def mean_max_share(attack_alpha):
+        shares = []
+        for seed in range(30):
+            rows = IidPartitioner("i", num_clients=5, attack_alpha=attack_alpha).deal_test_pool(test, test != BENIGN, [1] * 5, seed)
+            shares.append(max((test[r] == "dos").sum() for r in rows) / (test == "dos").sum())
+        return np.mean(shares)
+
+    assert mean_max_share(0.1) > mean_max_share(10.0) + 0.3
+
+
+def test_without_a_test_set_each_clients_test_share_holds_its_own_attacks():
+    flows = _flows()
+    partitioner = DirichletPartitioner("d", num_clients=4, alpha=5.0, attack_alpha=0.1)
+    splits = partitioner.split(flows, flows != BENIGN, seed=0)
+    used = np.concatenate([np.concatenate([s.train_idx, s.test_idx]) for s in splits])
+    assert len(used) == len(flows) == len(np.unique(used))
+    for s in splits:
+        assert set(flows[s.train_idx]) == {BENIGN}
+        assert (flows[s.test_idx] != BENIGN).sum() >= 1
+    # Dirichlet(0.1) over 5 families: some family is held mostly by one client
+    held = [[(flows[s.test_idx] == family).sum() / (flows == family).sum() for s in splits] for family in ("dos", "probe", "fuzzers", "exploits", "worms")]
+    assert max(max(shares) for shares in held) > 0.8
+
+
+def test_attack_alpha_that_leaves_a_client_no_attack_is_a_one_line_error():
+    test = np.array([BENIGN] * 100 + ["dos"] * 2)
+    with pytest.raises(DataError, match=r"some client got no attack to test on: raise partition.attack_alpha or use fewer clients"):
+        IidPartitioner("i", num_clients=5, attack_alpha=0.5).deal_test_pool(test, test != BENIGN, [1] * 5, seed=0)
+
+
+def test_a_non_positive_attack_alpha_is_a_config_error():
+    with pytest.raises(ConfigError, match="partition.attack_alpha must be > 0"):
+        IidPartitioner("i", num_clients=3, attack_alpha=0.0)

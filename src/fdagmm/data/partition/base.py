@@ -3,6 +3,12 @@
 A scheme splits the *inliers* (the records of the class that trains: benign traffic, or the
 attacks under KDDCUP99's ``anomaly: normal`` convention) by their group (their label). Every
 draw comes from one generator seeded by ``seed``: same seed, same partition.
+
+With ``attack_alpha`` (IID and Dirichlet schemes, data sets whose benign traffic trains) each
+organisation sees its own attacks: every attack family's records are dealt over the clients in
+Dirichlet(attack_alpha) proportions, the attacks of the training file's test share or, where
+the data set has a test set of its own, the attacks of that test set (``deal_test_pool``),
+whose benign records are dealt in proportion to the clients' training sizes.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Annotated
 import numpy as np
 
 from fdagmm.errors import ConfigError, DataError
-from fdagmm.ranges import AT_LEAST_1, OPEN_FRACTION, checked_arguments
+from fdagmm.ranges import AT_LEAST_1, OPEN_FRACTION, POSITIVE, checked_arguments
+from fdagmm.seeding import TEST_POOL_STREAM, derive_seed
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,13 @@ class Partitioner(ABC):
         num_clients: Annotated[int, AT_LEAST_1],
         train_fraction: Annotated[float, OPEN_FRACTION] = 0.5,
         min_partition_size: Annotated[int, AT_LEAST_1] = 1,
+        attack_alpha: Annotated[float, POSITIVE] | None = None,
     ):
         self.name = name  # names run dirs and reports
         self.num_clients = num_clients
         self.train_fraction = train_fraction
         self.min_partition_size = min_partition_size
+        self.attack_alpha = attack_alpha  # None: anomalies dealt in proportion, a shared test set shared
 
     @abstractmethod
     def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -69,7 +78,10 @@ class Partitioner(ABC):
         self, groups: np.ndarray, is_anomaly: np.ndarray, client_inliers: list[np.ndarray], rng: np.random.Generator
     ) -> list[np.ndarray]:
         """Row indices of the anomalies each client tests on: dealt at random in proportion to
-        the clients' inlier counts."""
+        the clients' inlier counts; with ``attack_alpha``, each group (attack family) in
+        Dirichlet(attack_alpha) proportions."""
+        if self.attack_alpha is not None:
+            return self.deal_attacks(groups, is_anomaly, rng)
         counts = np.array([len(a) for a in client_inliers], dtype=np.float64)
         anomalies = rng.permutation(np.flatnonzero(is_anomaly))
         return split_by_fractions(anomalies, counts / max(counts.sum(), 1.0))
@@ -100,9 +112,46 @@ class Partitioner(ABC):
         return splits
 
 
-def inlier_groups(groups: np.ndarray, inlier: np.ndarray) -> list[str]:
-    """The groups the inliers hold, sorted so that the draws do not depend on the file's order."""
-    return sorted(set(groups[inlier].tolist()))
+    def deal_attacks(self, groups: np.ndarray, is_anomaly: np.ndarray, rng: np.random.Generator, max_tries: int = 10) -> list[np.ndarray]:
+        """Row indices of each client's anomalies, every group's in Dirichlet(attack_alpha)
+        proportions, drawn again (up to ``max_tries`` times) while a client would get none."""
+        for _ in range(max_tries):
+            parts = dirichlet_by_group(groups, is_anomaly, self.num_clients, self.attack_alpha, rng)
+            if all(len(p) for p in parts):
+                return parts
+        raise DataError(
+            f"partition {self.name}: in {max_tries} draws of Dirichlet({self.attack_alpha}) over {len(groups_among(groups, is_anomaly))} "
+            f"attack families, some client got no attack to test on: raise partition.attack_alpha or use fewer clients"
+        )
+
+    def deal_test_pool(self, groups: np.ndarray, is_anomaly: np.ndarray, train_sizes: list[int], seed: int) -> list[np.ndarray] | None:
+        """Row indices of a data set's own test set that each client tests on: its attacks
+        (``deal_attacks``) and a share of the benign records in proportion to its training
+        size. None without ``attack_alpha``: every client tests on all of it."""
+        if self.attack_alpha is None:
+            return None
+        rng = np.random.default_rng(derive_seed(seed, TEST_POOL_STREAM))
+        sizes = np.asarray(train_sizes, dtype=np.float64)
+        inliers = split_by_fractions(rng.permutation(np.flatnonzero(~is_anomaly)), sizes / sizes.sum())
+        attacks = self.deal_attacks(groups, is_anomaly, rng)
+        return [np.sort(np.concatenate([i, a])) for i, a in zip(inliers, attacks)]
+
+
+def dirichlet_by_group(groups: np.ndarray, rows: np.ndarray, n_clients: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices per client: each group's records among ``rows`` (a mask) split in
+    proportions drawn from a symmetric Dirichlet(alpha), groups in sorted order."""
+    parts: list[list[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] for _ in range(n_clients)]
+    for group in groups_among(groups, rows):
+        members = rng.permutation(np.flatnonzero(rows & (groups == group)))
+        for k, part in enumerate(split_by_fractions(members, rng.dirichlet(np.full(n_clients, alpha)))):
+            parts[k].append(part)
+    return [np.concatenate(p) for p in parts]
+
+
+def groups_among(groups: np.ndarray, rows: np.ndarray) -> list[str]:
+    """The groups of the records ``rows`` (a mask) selects, sorted so that the draws do not
+    depend on the file's order."""
+    return sorted(set(groups[rows].tolist()))
 
 
 def split_by_fractions(rows: np.ndarray, fractions) -> list[np.ndarray]:

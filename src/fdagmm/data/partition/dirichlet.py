@@ -16,7 +16,7 @@ from typing import Annotated
 
 import numpy as np
 
-from fdagmm.data.partition.base import ClientSplit, Partitioner, inlier_groups, split_by_fractions
+from fdagmm.data.partition.base import ClientSplit, Partitioner, dirichlet_by_group
 from fdagmm.errors import DataError
 from fdagmm.ranges import AT_LEAST_1, POSITIVE, checked_arguments
 from fdagmm.seeding import derive_seed
@@ -34,19 +34,14 @@ class DirichletPartitioner(Partitioner):
         train_fraction: float = 0.5,
         min_partition_size: int = 10,
         max_tries: Annotated[int, AT_LEAST_1] = 10,
+        attack_alpha: float | None = None,
     ):
-        super().__init__(name, num_clients, train_fraction, min_partition_size)
+        super().__init__(name, num_clients, train_fraction, min_partition_size, attack_alpha)
         self.alpha = alpha
         self.max_tries = max_tries
 
     def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-        parts: list[list[np.ndarray]] = [[np.zeros(0, dtype=np.int64)] for _ in range(self.num_clients)]
-        for group in inlier_groups(groups, inlier):
-            rows = rng.permutation(np.flatnonzero(inlier & (groups == group)))
-            proportions = rng.dirichlet(np.full(self.num_clients, self.alpha))
-            for k, part in enumerate(split_by_fractions(rows, proportions)):
-                parts[k].append(part)
-        return [np.concatenate(p) for p in parts]
+        return dirichlet_by_group(groups, inlier, self.num_clients, self.alpha, rng)
 
     def split(self, groups: np.ndarray, is_anomaly: np.ndarray, seed: int, all_train: bool = False) -> list[ClientSplit]:
         for attempt in range(self.max_tries):

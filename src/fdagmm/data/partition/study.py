@@ -14,7 +14,7 @@ from typing import Annotated
 
 import numpy as np
 
-from fdagmm.data.partition.base import Partitioner, check, inlier_groups, split_by_fractions
+from fdagmm.data.partition.base import Partitioner, check, groups_among, split_by_fractions
 from fdagmm.errors import DataError
 from fdagmm.ranges import FRACTION, checked_arguments
 
@@ -50,7 +50,7 @@ class StudyScenario(Partitioner):
         self.common_attacks = list(common_attacks)
 
     def assign_inliers(self, groups: np.ndarray, inlier: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-        present = inlier_groups(groups, inlier)
+        present = groups_among(groups, inlier)
         unknown = sorted(set(self.common_attacks) - set(present))
         if unknown:
             raise DataError(f"partition.common_attacks: {unknown} never occur among the records that train; they hold {present}")
