@@ -5,8 +5,8 @@ traffic is the anomaly (KDDCUP99's study convention)."""
 
 import numpy as np
 import pytest
-from hydra import compose, initialize
 
+from fdagmm.api import compose_config
 from fdagmm.config import build
 from fdagmm.data.datamodule import client_records
 from fdagmm.data.dataset import build_dataset
@@ -17,12 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 def _cfg(output_dir, *overrides):
-    with initialize(version_base="1.3", config_path="../../conf"):
-        return compose(
-            config_name="config",
-            overrides=[f"paths.output_dir={output_dir}", "data.cache_dir=null", "trainer.accelerator=cpu", "model.compile=false",
-                       "torch_threads=1", *overrides],
-        )  # fmt: skip
+    common = [f"paths.output_dir={output_dir}", "data.cache_dir=null", "trainer.accelerator=cpu", "model.compile=false", "torch_threads=1"]
+    return compose_config([*common, *overrides])
 
 
 def _records(cfg):
