@@ -19,7 +19,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks bench bench-gpu test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -166,17 +166,26 @@ who-gains:  ## K=10 Dirichlet clients: FedAvg, FedAdam (experiment=best's strate
 
 # K organisations where benign traffic trains, each testing on its own attacks; WHO_GAINS_K: the federations' sizes.
 WHO_GAINS_K ?= 5 10
-who-gains-attacks:  ## NSL-KDD and UNSW-NB15, K=5 and 10 organisations with their own attacks (attack_alpha 0.1/0.5/5) and unequal sizes, seeds 0-4: FedAvg and each client alone, then who_gains.md per federation
+# The federations `make who-gains-attacks` compares with each client alone (name: overrides).
+WHO_GAINS_FEDERATIONS ?= fedavg
+FEDERATION_fedavg := method=fdagmm
+FEDERATION_own_mixture := method=fdagmm fed.gmm_stats=local
+FEDERATION_fedper := method=fdagmm strategy=fedper
+FEDERATION_fedper_own_mixture := method=fdagmm strategy=fedper fed.gmm_stats=local
+who-gains-attacks:  ## NSL-KDD and UNSW-NB15, K=5 and 10 organisations with their own attacks (attack_alpha 0.1/0.5/5) and unequal sizes, seeds 0-4: each client alone and FedAvg, then who_gains.md per federation
 	@start=$$(date +%s); status=0; \
 	for d in $(MODERN_DATA); do for k in $(WHO_GAINS_K); do \
 		run="$(PYTHON) src/train.py experiment=who_gains_attacks data=$$d partition.num_clients=$$k"; \
-		$$run method=fdagmm hydra.sweep.dir=$(SWEEP_DIR)/$$d/k$$k/fedavg $(ARGS) || status=1; \
 		$$run method=local method.home_client=$$(seq -s, 0 $$((k - 1))) hydra.sweep.dir=$(SWEEP_DIR)/$$d/k$$k/alone $(ARGS) || status=1; \
-		$(PYTHON) src/report.py $(SWEEP_DIR)/$$d/k$$k/fedavg --who-gains $(SWEEP_DIR)/$$d/k$$k/alone || status=1; \
+		$(foreach f,$(WHO_GAINS_FEDERATIONS),$$run $(FEDERATION_$(f)) hydra.sweep.dir=$(SWEEP_DIR)/$$d/k$$k/$(f) $(ARGS) || status=1; \
+		$(PYTHON) src/report.py $(SWEEP_DIR)/$$d/k$$k/$(f) --who-gains $(SWEEP_DIR)/$$d/k$$k/alone || status=1;) \
 	done; done; \
 	wall=$$(( $$(date +%s) - start )); \
-	echo "make who-gains-attacks: wall time $$((wall / 60)) min $$((wall % 60)) s; reports: $(SWEEP_DIR)/*/k*/fedavg/who_gains.md"; \
+	echo "make who-gains-attacks: wall time $$((wall / 60)) min $$((wall % 60)) s; reports: $(SWEEP_DIR)/*/k*/*/who_gains.md"; \
 	exit $$status
+
+personalisation-selection:  ## the personalisation rule's candidates on validation data (docs/results.md): FedAvg, FedAvg with each client's own mixture, FedPer, FedPer with its own mixture, each against the clients alone
+	@$(MAKE) --no-print-directory who-gains-attacks WHO_GAINS_FEDERATIONS="fedavg own_mixture fedper fedper_own_mixture" ARGS="data.evaluate_on=validation $(ARGS)"
 
 bench:  ## performance figures against baselines run in the same process, a Flower round against an in-process one, the scoring service's load test
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

@@ -86,7 +86,7 @@ def gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def plot_gains(gains: pd.DataFrame, path: Path, strategy: str) -> None:
+def plot_gains(gains: pd.DataFrame, path: Path, federation: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for alpha, part in gains.groupby("alpha"):
         ax.scatter(part.n_train, part.gain, s=18, alpha=0.7, label=f"alpha {alpha:g}")
@@ -94,7 +94,7 @@ def plot_gains(gains: pd.DataFrame, path: Path, strategy: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("client's training records")
     ax.set_ylabel("AUROC federated - AUROC alone")
-    ax.set_title(f"Who gains from federation ({strategy}; each client and partition)")
+    ax.set_title(f"Who gains from federation ({federation}; each client and partition)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -107,12 +107,12 @@ def write_who_gains(federated_dir: Path, alone_dir: Path) -> Path:
         raise ValueError(f"no client of {alone_dir} matches a federated run of {federated_dir} (same partition.alpha or attack_alpha, and seed)")
     gains.to_csv(federated_dir / "who_gains.csv", index=False)
     cfg, metrics = _jobs(federated_dir)[0]
-    strategy = metrics["strategy"]
+    federation = metrics["strategy"] + (", each client's own mixture" if cfg.fed.gmm_stats == "local" else "")
     alpha = "partition.attack_alpha" if OmegaConf.select(cfg, "partition.attack_alpha") is not None else "partition.alpha"
-    plot_gains(gains, federated_dir / "who_gains.png", strategy)
+    plot_gains(gains, federated_dir / "who_gains.png", federation)
     report = federated_dir / "who_gains.md"
     report.write_text(
-        f"# Who gains from federation ({strategy})\n\n"
+        f"# Who gains from federation ({federation})\n\n"
         f"{len(gains)} (client, partition) pairs; gain = AUROC under the federation - AUROC trained alone; alpha: {alpha}.\n\n"
         + markdown_table(gain_summary(gains).round(4), index_name="alpha")
         + "\n\n![gain against training-set size](who_gains.png)\n"
