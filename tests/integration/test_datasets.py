@@ -288,6 +288,10 @@ def test_schema_infer_cli_prints_the_inferred_schema(flow_file):
     refused = subprocess.run(
         [sys.executable, "src/schema.py", "infer", str(flow_file), "--label", "verdict"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
-    assert refused.returncode == 2
-    lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "verdict" in lines[0], lines
+    missing = subprocess.run(
+        [sys.executable, "src/schema.py", "infer", str(flow_file.parent / "missing.csv")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    for result, named in ((refused, "verdict"), (missing, "no file at")):
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines

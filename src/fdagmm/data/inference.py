@@ -57,6 +57,8 @@ def infer_schema(
     sample_rows: int = SAMPLE_ROWS,
 ) -> TableSchema:
     """The draft schema of a headered CSV file (gzip or plain)."""
+    if not Path(path).is_file():
+        raise DataError(f"no file at {path}: pass a headered CSV file (gzip or plain)")
     with open_text(path) as f:
         header = f.readline()
         columns = [c.strip() for c in split_fields(header)] if header.strip() else []
