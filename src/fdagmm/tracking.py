@@ -116,20 +116,21 @@ def evaluated_round(round_idx: int, every_n_rounds: int, total_rounds: int) -> b
 
 class RoundLog:
     """Each round's record: metrics.json's history, the server's TensorBoard scalars and a
-    progress line; with ``epsilon_after`` (differential privacy), the privacy spent so far
-    as ``privacy/epsilon``."""
+    progress line; with ``privacy_metrics`` (differential privacy), the round's privacy
+    scalars (``ClientLevelDP.round_metrics``: the epsilon spent so far, the update's and the
+    noise's norms)."""
 
     def __init__(
         self,
         total_rounds: int,
         every_n_rounds: int,
         server_logger: ContinuousStepLogger,
-        epsilon_after: Callable[[int], float] | None = None,
+        privacy_metrics: Callable[[int], dict[str, float]] | None = None,
     ):
         self.total_rounds = total_rounds
         self.every_n_rounds = every_n_rounds
         self.server_logger = server_logger
-        self.epsilon_after = epsilon_after
+        self.privacy_metrics = privacy_metrics
         self.history: list[dict[str, Any]] = []
         self.started = time.perf_counter()
 
@@ -137,8 +138,8 @@ class RoundLog:
         return evaluated_round(round_idx, self.every_n_rounds, self.total_rounds)
 
     def record(self, round_idx: int, train_losses: dict[str, float], metrics: dict[str, float], **extra: Any) -> None:
-        if self.epsilon_after is not None:
-            metrics = {**metrics, "privacy/epsilon": self.epsilon_after(round_idx)}
+        if self.privacy_metrics is not None:
+            metrics = {**metrics, **self.privacy_metrics(round_idx)}
         losses = {f"train/loss/{name}": loss for name, loss in train_losses.items()}
         self.history.append({"round": round_idx, **losses, **metrics, **extra})
         self.server_logger.log_metrics({**losses, **metrics}, step=round_idx)

@@ -207,7 +207,7 @@ class RunComponents:
     def round_log(self, save_dir: Path | None = None) -> RoundLog:
         return RoundLog(
             self.cfg.fed.rounds, self.cfg.eval.every_n_rounds, build_logger(self.cfg, "server", save_dir),
-            epsilon_after=None if self.privacy is None else self.privacy.epsilon_after,
+            privacy_metrics=None if self.privacy is None else self.privacy.round_metrics,
         )  # fmt: skip
 
     def run_info(self) -> dict[str, Any]:

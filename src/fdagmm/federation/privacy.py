@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import secrets
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ RELEASES_FILE = "privacy_releases.jsonl"
 UPDATE, STATS = "update", "stats"
 
 
+def _norm(tensors: Iterable[Tensor]) -> float:
+    """The L2 norm of ``tensors`` taken as one vector."""
+    return torch.sqrt(sum(t.square().sum() for t in tensors)).item()
+
+
 def _clip_factor(norm: float, clip_norm: float) -> float:
     return min(1.0, clip_norm / norm) if norm > 0 else 1.0
 
@@ -65,8 +71,7 @@ def _clip_factor(norm: float, clip_norm: float) -> float:
 def clipped_delta(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
     """state - global_state (float64, over ``state``'s entries) scaled to L2 norm <= clip_norm."""
     delta = {k: v.double() - global_state[k].double() for k, v in state.items()}
-    norm = torch.sqrt(sum(d.square().sum() for d in delta.values())).item()
-    factor = _clip_factor(norm, clip_norm)
+    factor = _clip_factor(_norm(delta.values()), clip_norm)
     return {k: d * factor for k, d in delta.items()}
 
 
@@ -80,8 +85,7 @@ def clip_stats(stats: GMMStats, clip_norm: float) -> GMMStats:
     """A client's statistics divided by its record count, clipped as one vector (s0, s1, s2)
     to L2 norm ``clip_norm``; n = 1: each client counts once in the federation's mixture."""
     parts = [stats.s0 / stats.n, stats.s1 / stats.n, stats.s2 / stats.n]
-    norm = torch.sqrt(sum(p.square().sum() for p in parts)).item()
-    factor = _clip_factor(norm, clip_norm)
+    factor = _clip_factor(_norm(parts), clip_norm)
     return GMMStats(*(p * factor for p in parts), n=1)
 
 
@@ -120,6 +124,8 @@ class ClientLevelDP:
     # run's config can regenerate and subtract. Not private; for simulation studies only.
     reproducible_noise: bool = False
     releases_path: Path | None = None  # the run dir's RELEASES_FILE (None: releases are not logged)
+    # round -> (L2 norm of the mean clipped update, of the noise added to it), this process's rounds
+    update_norms: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def record_release(self, round_idx: int, kind: str) -> None:
         """Log a release before its noise is drawn, to disk, so that a crash cannot hide it."""
@@ -157,6 +163,18 @@ class ClientLevelDP:
         updates, stats = self.releases_until(round_idx)
         return epsilon(self.noise_multiplier, self.sample_rate, updates, stats, self.delta)
 
+    def round_metrics(self, round_idx: int) -> dict[str, float]:
+        """The round's privacy scalars for its record: the epsilon spent by its end and, for a
+        round this process aggregated, the norms of the mean clipped update and of the noise
+        added to it, and their ratio (how much of the released step is signal). The norms are
+        a diagnostic for studies, computed from the clipped updates the server holds: they are
+        not covered by the privacy guarantee."""
+        metrics = {"privacy/epsilon": self.epsilon_after(round_idx)}
+        if round_idx in self.update_norms:
+            update, noise = self.update_norms[round_idx]
+            metrics |= {"privacy/update_norm": update, "privacy/noise_norm": noise, "privacy/update_to_noise": update / noise if noise > 0 else math.inf}
+        return metrics
+
     def noised_mean_update(
         self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int, keys: list[str]
     ) -> dict[str, Tensor]:
@@ -170,10 +188,9 @@ class ClientLevelDP:
             for k, d in clipped_delta(global_state, {k: update.state[k] for k in keys}, self.clip_norm).items():
                 total[k] += d
         std = self.noise_multiplier * self.clip_norm
-        return {
-            k: (global_state[k].double() + (total[k] + _gaussian(total[k], std, generator)) / self.expected_clients).to(global_state[k].dtype)
-            for k in keys
-        }
+        noise = {k: _gaussian(total[k], std, generator) for k in keys}
+        self.update_norms[round_idx] = (_norm(total.values()) / self.expected_clients, _norm(noise.values()) / self.expected_clients)
+        return {k: (global_state[k].double() + (total[k] + noise[k]) / self.expected_clients).to(global_state[k].dtype) for k in keys}
 
     def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
         """The federation's statistics from the clients' clipped ones: their sum with

@@ -153,6 +153,13 @@ def test_under_dp_what_leaves_each_client_is_clipped_and_the_epsilon_is_logged(s
     epsilons = [h["privacy/epsilon"] for h in payload["history"]]
     assert epsilons[0] < epsilons[1] == payload["privacy"]["epsilon"]
     assert payload["privacy"]["noise_multiplier"] == 1.0 and payload["privacy"]["sample_rate"] == 1.0
+    # Each round's step: the mean of four updates clipped to 1e-3, and noise of std z C = 1e-3
+    # per weight over the four clients, whose norm is about z C sqrt(d) / 4 for d weights.
+    d = sum(v.numel() for v in torch.load(tmp_path / "model.pt", weights_only=True)["net_state"].values())
+    for h in payload["history"]:
+        assert 0.9e-3 / 4 < h["privacy/update_norm"] <= 1e-3 * (1 + 1e-5)
+        assert h["privacy/noise_norm"] == pytest.approx(1e-3 * d**0.5 / 4, rel=0.05)
+        assert h["privacy/update_to_noise"] == pytest.approx(h["privacy/update_norm"] / h["privacy/noise_norm"])
 
 
 @pytest.mark.parametrize(
