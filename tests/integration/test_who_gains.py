@@ -62,6 +62,8 @@ def test_gains_are_the_federated_minus_the_alone_auroc_of_each_client(request, f
     report = write_who_gains(federated_dir, alone_dir).read_text()
     assert report.startswith("# Who gains from federation (fedavg)") and f"alpha: {skew}." in report
     assert "| 0.5 | 3 |" in report and "| 5.0 | 3 |" in report  # each alpha's three clients
+    for alpha, part in gains.groupby("alpha"):  # one seed: the clients' mean AUROC, federated and alone
+        assert f"| {part.auroc_federated.mean():.4f} | {part.auroc_alone.mean():.4f} |" in report
     assert (federated_dir / "who_gains.png").stat().st_size > 0
 
 

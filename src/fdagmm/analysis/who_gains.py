@@ -74,7 +74,8 @@ def client_gains(federated_dir: Path, alone_dir: Path) -> pd.DataFrame:
 
 
 def gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
-    """Per alpha: clients (x partitions), how many gain, lose, are harmed; mean and worst gain."""
+    """Per alpha: clients (x partitions), how many gain, lose, are harmed; mean and worst gain;
+    the clients' mean AUROC federated and alone, mean (std) over the seeds."""
     by_alpha = gains.groupby("alpha")["gain"]
     return pd.DataFrame({
         "clients": by_alpha.size(),
@@ -83,7 +84,16 @@ def gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
         f"harmed (< -{HARM})": by_alpha.apply(lambda g: int((g < -HARM).sum())),
         "mean gain": by_alpha.mean(),
         "worst gain": by_alpha.min(),
+        "AUROC federated": _over_seeds(gains, "auroc_federated"),
+        "AUROC alone": _over_seeds(gains, "auroc_alone"),
     })  # fmt: skip
+
+
+def _over_seeds(gains: pd.DataFrame, column: str) -> pd.Series:
+    """Per alpha, the clients' mean of ``column`` in each seed, as "mean (std)" over the seeds
+    (the mean alone from one seed)."""
+    per_seed = gains.groupby(["alpha", "seed"])[column].mean().groupby("alpha")
+    return per_seed.mean().map("{:.4f}".format) + per_seed.std(ddof=1).map(lambda std: "" if pd.isna(std) else f" ({std:.4f})")
 
 
 def plot_gains(gains: pd.DataFrame, path: Path, federation: str) -> None:
