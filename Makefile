@@ -169,6 +169,7 @@ WHO_GAINS_K ?= 5 10
 # The federations `make who-gains-attacks` compares with each client alone (name: overrides).
 WHO_GAINS_FEDERATIONS ?= fedavg
 FEDERATION_fedavg := method=fdagmm
+FEDERATION_fedadam := method=fdagmm strategy=fedadam
 FEDERATION_own_mixture := method=fdagmm fed.gmm_stats=local
 FEDERATION_fedper := method=fdagmm strategy=fedper
 FEDERATION_fedper_own_mixture := method=fdagmm strategy=fedper fed.gmm_stats=local
