@@ -29,9 +29,9 @@ import torch
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
+from fdagmm.config import build
 from fdagmm.data.features import FeatureEncoder
 from fdagmm.federation.client import Client
-from fdagmm.config import build
 from fdagmm.federation.components import build_components, build_local_training, export_detector, planned_training_steps, prepare_process
 from fdagmm.federation.flower.partitions import ENCODED_DIR, NodeData, encoded_partition
 from fdagmm.federation.flower.records import (
