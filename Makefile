@@ -186,7 +186,8 @@ who-gains-attacks:  ## NSL-KDD and UNSW-NB15, K=5 and 10 organisations with thei
 	exit $$status
 
 personalisation-selection:  ## the personalisation rule's candidates on validation data (docs/results.md): FedAvg, FedAvg with each client's own mixture, FedPer, FedPer with its own mixture, each against the clients alone
-	@$(MAKE) --no-print-directory who-gains-attacks WHO_GAINS_FEDERATIONS="fedavg own_mixture fedper fedper_own_mixture" ARGS="data.evaluate_on=validation $(ARGS)"
+	@$(MAKE) --no-print-directory who-gains-attacks SWEEP_DIR=$(SWEEP_DIR) WHO_GAINS_FEDERATIONS="fedavg own_mixture fedper fedper_own_mixture" ARGS="data.evaluate_on=validation $(ARGS)"; status=$$?; \
+	$(PYTHON) src/report.py $(SWEEP_DIR) --personalisation && exit $$status
 
 bench:  ## performance figures against baselines run in the same process, a Flower round against an in-process one, the scoring service's load test
 	$(PYTHON) src/bench.py --data data/kddcup.data_10_percent.gz $(BENCH_ARGS)

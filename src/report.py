@@ -7,7 +7,9 @@ against the same clients trained alone (`make who-gains`; who_gains.md and its f
 (normal, common and rare attacks; energy_by_kind.md and its figure). With `--select`,
 validation sweeps (`make model-selection`): every candidate's validation AUROC and the
 configuration the rule of docs/results.md chooses (selection.md); `--ablation`, the same table
-without a choice (ablation.md). With `--figures NAME`, the ROC curves of the sweeps' DAGMM runs
+without a choice (ablation.md). With `--personalisation`, the root of `make
+personalisation-selection`'s sweeps: every candidate federation's harmed clients and the rule's
+choice (personalisation.md). With `--figures NAME`, the ROC curves of the sweeps' DAGMM runs
 of one seed beside PCA's, and the energies by attack family of the runs named NAME (e.g.
 "pooled, latent 8"; roc.png, energy_by_family.md and .png)."""
 
@@ -19,6 +21,7 @@ from fdagmm.analysis.energy_by_kind import write_energy_by_kind
 from fdagmm.analysis.figures import write_figures
 from fdagmm.errors import FdagmmError
 from fdagmm.analysis.markdown import markdown_table
+from fdagmm.analysis.personalisation import write_personalisation
 from fdagmm.analysis.report import AUROC_TIE, tuning_table, write_report
 from fdagmm.analysis.selection import markdown, select
 from fdagmm.analysis.who_gains import write_who_gains
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--energies", metavar="COLUMNS", help="comma-separated columns (e.g. local,fdagmm,pooled): energies by kind")
     parser.add_argument("--select", action="store_true", help="validation sweeps: the candidates and the rule's choice")
     parser.add_argument("--ablation", action="store_true", help="validation sweeps: the candidates' table, no choice")
+    parser.add_argument("--personalisation", action="store_true", help="the root of personalisation sweeps: harmed clients and the rule's choice")
     parser.add_argument("--figures", metavar="NAME", help="ROC curves and energies by attack family (NAME: the runs to histogram)")
     parser.add_argument("--seed", type=int, default=0, help="with --energies or --figures: the seed whose runs are scored")
     parser.add_argument("--data", help="with --energies: the KDDCUP99 file, if not where the runs read it")
@@ -51,6 +55,9 @@ def main() -> None:
             path = args.sweep_dirs[0] / ("selection.md" if args.select else "ablation.md")
             path.write_text(text)
             print(text)
+        elif args.personalisation:
+            path = write_personalisation(args.sweep_dirs[0])
+            print(path.read_text())
         elif args.figures:
             path = write_figures(args.sweep_dirs, args.seed, args.figures)
         elif args.energies:
