@@ -108,6 +108,12 @@ class PrivacyConfig:
     # Noise and client sampling from the run's seed, which every client holds: NOT PRIVATE;
     # reproducible noise for simulation studies only.
     insecure_reproducible_noise: bool = False
+    # The server clips and adapts C each round towards the norm that leaves
+    # target_unclipped_quantile of the updates unclipped (Andrew et al., 2021); clip_norm is the first round's.
+    adaptive_clipping: bool = False
+    target_unclipped_quantile: float = ranged(0.5, OPEN_FRACTION)
+    clip_norm_lr: float = ranged(0.2, POSITIVE)
+    clipped_count_stddev: Optional[float] = ranged(None, POSITIVE)  # None: clients per round / 20
 
 
 @dataclass
@@ -348,6 +354,12 @@ def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
     _check(
         p.delta < 1 / n_train_clients,
         f"privacy.delta={p.delta} allows one of the {n_train_clients} training clients to be exposed outright: use a delta below 1/{n_train_clients}",
+    )
+    count_std = p.clipped_count_stddev or (cfg.fed.clients_per_round or n_train_clients) / 20
+    _check(
+        not p.adaptive_clipping or p.noise_multiplier is None or p.noise_multiplier < 2 * count_std,
+        f"privacy.adaptive_clipping=true with privacy.noise_multiplier={p.noise_multiplier} needs privacy.clipped_count_stddev "
+        f"above {p.noise_multiplier}/2 (it is {count_std:g}): raise it, or fed.clients_per_round, or lower the noise multiplier",
     )
     _check(
         cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,

@@ -155,8 +155,11 @@ def _in_both_backends(common: list[str], tmp_path: Path) -> tuple[dict[str, dict
         # process (reproducible noise: by default it is secret, and no two runs agree).
         ["partition=iid", "partition.num_clients=3", "strategy=fedadam", "fed.clients_per_round=2", "privacy=dp", "privacy.delta=0.1",
          "privacy.insecure_reproducible_noise=true"],
+        # Adaptive clipping: the server clips every update and moves the clip norm each round.
+        ["partition=iid", "partition.num_clients=3", "privacy=dp", "privacy.delta=0.1", "privacy.adaptive_clipping=true",
+         "privacy.clipped_count_stddev=1.0", "privacy.insecure_reproducible_noise=true"],
     ],
-    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp"],
+    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp", "k3-adaptive-clipping"],
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process
@@ -172,6 +175,7 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
         assert a.keys() == b.keys()
         assert ("privacy/update_to_noise" in a) == ("privacy=dp" in setting)  # the server's step: signal and noise
+        assert ("privacy/clip_norm" in a) == ("privacy.adaptive_clipping=true" in setting)
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-9), key
     assert runs["flower"]["final"] == pytest.approx(runs["inprocess"]["final"], rel=1e-9)

@@ -3,8 +3,9 @@
 A ``Client`` holds one organisation's encoded records, and every method of it runs where
 those records are. What its methods return is all that leaves it: the federated entries of a
 state dict and a sample count (``update``), sufficient statistics (``shared_gmm_stats``) and
-scalar metrics (``evaluate``); with client-level differential privacy the update and the
-statistics are clipped here, before they leave (``federation.privacy``). Entries the
+scalar metrics (``evaluate``); with client-level differential privacy the update (unless
+the server clips it, under adaptive clipping) and the statistics are clipped here, before
+they leave (``federation.privacy``). Entries the
 strategy keeps local (``personal_state``) stay here across rounds. The one exception is ``train_energies``, needed only by the optional pooled
 threshold reference (``eval.threshold_ref=pooled``), which shares its training records' energies.
 """
@@ -106,7 +107,7 @@ class Client:
         federated = self.strategy.federated_keys(state)
         self.personal_state = {k: v for k, v in state.items() if k not in federated}
         shared = {k: state[k] for k in federated}
-        if self.privacy is not None:
+        if self.privacy is not None and self.privacy.clients_clip:
             shared = clip_update(global_state, shared, self.privacy.clip_norm)
         return ClientUpdate(
             client_id=self.client_id,

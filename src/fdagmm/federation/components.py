@@ -29,7 +29,7 @@ from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
-from fdagmm.federation.privacy import RELEASES_FILE, ClientLevelDP, DPFedAvg
+from fdagmm.federation.privacy import RELEASES_FILE, AdaptiveClipping, ClientLevelDP, DPFedAvg
 from fdagmm.federation.rounds import sample_clients
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
@@ -141,7 +141,12 @@ def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | None
         target_epsilon=p.target_epsilon,
         reproducible_noise=p.insecure_reproducible_noise,
         releases_path=Path(cfg.paths.output_dir) / RELEASES_FILE,
-    )
+        adaptive=AdaptiveClipping(
+            target_unclipped_quantile=p.target_unclipped_quantile,
+            lr=p.clip_norm_lr,
+            count_std=p.clipped_count_stddev if p.clipped_count_stddev is not None else per_round / 20,
+        ) if p.adaptive_clipping else None,
+    )  # fmt: skip
 
 
 INSECURE_NOISE_WARNING = (
@@ -230,12 +235,14 @@ class RunComponents:
                 "epsilon": privacy.epsilon_after(cfg.fed.rounds),
                 "delta": privacy.delta,
                 "noise_multiplier": privacy.noise_multiplier,
-                "clip_norm": privacy.clip_norm,
+                "clip_norm": cfg.privacy.clip_norm,
                 "stats_clip_norm": privacy.stats_clip_norm,
                 "sample_rate": privacy.sample_rate,
                 "stats_releases": len(privacy.stats_rounds),
                 "noise": "reproducible from the run's seed: NOT PRIVATE" if privacy.reproducible_noise else "secret",
             }
+            if privacy.adaptive is not None:
+                info["privacy"] |= {"adaptive_clipping": True, "final_clip_norm": privacy.clip_norm, "update_noise_multiplier": privacy.update_noise_multiplier}
         return info
 
     def hparams(self) -> dict[str, Any]:

@@ -17,6 +17,13 @@ receives with the run's config; a resumed run draws fresh noise. Only
 wherever the run's results go) seeds it from (seed, round), so that two runs and both
 backends add the same noise.
 
+Adaptive clipping (``AdaptiveClipping``; Andrew, Thakkar, McMahan and Ramaswamy, "Differentially
+Private Learning with Adaptive Clipping", NeurIPS 2021): the server clips the updates itself
+with the round's norm C_t, releases the noised fraction of updates that needed no clipping,
+and moves C geometrically towards the norm that leaves a target share unclipped. The count's
+noise and the update's noise together are one Gaussian mechanism of multiplier z (the paper's
+Theorem 1), so the accounting below is unchanged.
+
 Accounting (``epsilon``): Opacus's RDP analysis composes, per round, the sampled Gaussian
 mechanism of the update (sampling rate q = clients per round / training clients) and, per
 evaluated round, the statistics' Gaussian mechanism (every training client reports: q = 1).
@@ -57,6 +64,8 @@ MIN_COMPONENT_WEIGHT = 1e-6
 # The run dir's log of the releases made, one JSON line each: {"round": t, "kind": "update" | "stats"}.
 RELEASES_FILE = "privacy_releases.jsonl"
 UPDATE, STATS = "update", "stats"
+# The entry of a round checkpoint's strategy state that keeps the adaptive clip norm.
+ADAPTIVE_STATE = "adaptive_clipping"
 
 
 def _norm(tensors: Iterable[Tensor]) -> float:
@@ -106,11 +115,39 @@ def valid_stats(s0: Tensor, s1: Tensor, s2: Tensor, n: int) -> GMMStats:
     return GMMStats(s0=s0, s1=s1, s2=s0[:, None, None] * (sigma + outer), n=n)
 
 
+@dataclass(frozen=True)
+class AdaptiveClipping:
+    """The clip norm's update rule (``privacy.adaptive_clipping=true``): after round t,
+    C <- C * exp(-lr * (b - target_unclipped_quantile)), where b is the noised share of the
+    round's updates whose norm was at most C. Each update counts b_k - 1/2 (sensitivity 1/2),
+    their sum gets N(0, count_std^2), then is divided by the expected clients and 1/2 added
+    back, as the paper does: neither the count of clipped updates nor the number of clients
+    that took part is released."""
+
+    target_unclipped_quantile: float  # gamma: the share of updates C should leave unclipped
+    lr: float  # eta_C: the geometric step
+    count_std: float  # sigma_b: the noise on the count; the paper's default is expected clients / 20
+
+    def update_noise_multiplier(self, noise_multiplier: float) -> float:
+        """z_Delta = (z^-2 - (2 sigma_b)^-2)^(-1/2): the update's share of the total noise
+        multiplier z, so that update and count together are one Gaussian mechanism of z."""
+        if noise_multiplier >= 2 * self.count_std:
+            raise ConfigError(
+                f"adaptive clipping with noise multiplier {noise_multiplier:.4g} needs privacy.clipped_count_stddev "
+                f"above {noise_multiplier / 2:.4g} (it is {self.count_std:.4g}): raise it, or the clients per round, "
+                "or use privacy.adaptive_clipping=false"
+            )
+        return (noise_multiplier**-2 - (2 * self.count_std) ** -2) ** -0.5
+
+    def next_clip_norm(self, clip_norm: float, unclipped_share: float) -> float:
+        return clip_norm * math.exp(-self.lr * (unclipped_share - self.target_unclipped_quantile))
+
+
 @dataclass
 class ClientLevelDP:
     """The run's client-level DP settings (``conf/privacy/dp.yaml``) and its mechanism."""
 
-    clip_norm: float  # C: the L2 bound of a client's model update
+    clip_norm: float  # C: the L2 bound of a client's model update (this round's, under adaptive clipping)
     stats_clip_norm: float  # C_s: the L2 bound of a client's normalised statistics
     delta: float
     sample_rate: float  # q: clients per round / training clients
@@ -124,8 +161,11 @@ class ClientLevelDP:
     # run's config can regenerate and subtract. Not private; for simulation studies only.
     reproducible_noise: bool = False
     releases_path: Path | None = None  # the run dir's RELEASES_FILE (None: releases are not logged)
+    adaptive: AdaptiveClipping | None = None  # None: C stays privacy.clip_norm
     # round -> (L2 norm of the mean clipped update, of the noise added to it), this process's rounds
     update_norms: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # round -> (the clip norm it used, the noised share of its updates left unclipped), under adaptive clipping
+    clipping: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def record_release(self, round_idx: int, kind: str) -> None:
         """Log a release before its noise is drawn, to disk, so that a crash cannot hide it."""
@@ -158,6 +198,19 @@ class ClientLevelDP:
             return self.given_noise_multiplier
         return solve_noise_multiplier(self.target_epsilon, self.sample_rate, self.rounds, len(self.stats_rounds), self.delta)
 
+    @property
+    def clients_clip(self) -> bool:
+        """Whether clients clip their own updates: with a fixed C; under adaptive clipping the
+        server does, with the round's C, which it alone holds."""
+        return self.adaptive is None
+
+    @functools.cached_property
+    def update_noise_multiplier(self) -> float:
+        """The update noise's standard deviation over C: z, or under adaptive clipping the
+        update's share of it (``AdaptiveClipping.update_noise_multiplier``)."""
+        z = self.noise_multiplier
+        return z if self.adaptive is None else self.adaptive.update_noise_multiplier(z)
+
     def epsilon_after(self, round_idx: int) -> float:
         """epsilon spent by the end of ``round_idx``: its updates and statistics released so far."""
         updates, stats = self.releases_until(round_idx)
@@ -173,6 +226,9 @@ class ClientLevelDP:
         if round_idx in self.update_norms:
             update, noise = self.update_norms[round_idx]
             metrics |= {"privacy/update_norm": update, "privacy/noise_norm": noise, "privacy/update_to_noise": update / noise if noise > 0 else math.inf}
+        if round_idx in self.clipping:
+            clip_norm, unclipped = self.clipping[round_idx]
+            metrics |= {"privacy/clip_norm": clip_norm, "privacy/unclipped_share": unclipped}
         return metrics
 
     def noised_mean_update(
@@ -184,13 +240,26 @@ class ClientLevelDP:
         self.record_release(round_idx, UPDATE)
         generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
+        unclipped = 0
         for update in updates:
-            for k, d in clipped_delta(global_state, {k: update.state[k] for k in keys}, self.clip_norm).items():
-                total[k] += d
-        std = self.noise_multiplier * self.clip_norm
+            delta = {k: update.state[k].double() - global_state[k].double() for k in keys}
+            factor = _clip_factor(_norm(delta.values()), self.clip_norm)
+            unclipped += factor == 1.0
+            for k, d in delta.items():
+                total[k] += d * factor
+        std = self.update_noise_multiplier * self.clip_norm
         noise = {k: _gaussian(total[k], std, generator) for k in keys}
         self.update_norms[round_idx] = (_norm(total.values()) / self.expected_clients, _norm(noise.values()) / self.expected_clients)
+        if self.adaptive is not None:
+            self._adapt_clip_norm(round_idx, unclipped, len(updates), generator)
         return {k: (global_state[k].double() + (total[k] + noise[k]) / self.expected_clients).to(global_state[k].dtype) for k in keys}
+
+    def _adapt_clip_norm(self, round_idx: int, unclipped: int, n_updates: int, generator: torch.Generator) -> None:
+        """The next round's C from the noised share of this round's updates left unclipped."""
+        count_noise = torch.randn((), generator=generator, dtype=torch.float64).item() * self.adaptive.count_std
+        share = (unclipped - n_updates / 2 + count_noise) / self.expected_clients + 0.5
+        self.clipping[round_idx] = (self.clip_norm, share)
+        self.clip_norm = self.adaptive.next_clip_norm(self.clip_norm, share)
 
     def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
         """The federation's statistics from the clients' clipped ones: their sum with
@@ -226,9 +295,16 @@ class DPFedAvg(Strategy):
         return self.inner.server_update(current, average)
 
     def state_dict(self) -> dict[str, dict[str, Tensor]]:
-        return self.inner.state_dict()
+        """The wrapped strategy's state and, under adaptive clipping, the next round's C."""
+        state = self.inner.state_dict()
+        if self.privacy.adaptive is not None:
+            state[ADAPTIVE_STATE] = {"clip_norm": torch.tensor(self.privacy.clip_norm, dtype=torch.float64)}
+        return state
 
     def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        state = dict(state)
+        if ADAPTIVE_STATE in state:
+            self.privacy.clip_norm = state.pop(ADAPTIVE_STATE)["clip_norm"].item()
         self.inner.load_state_dict(state)
 
 

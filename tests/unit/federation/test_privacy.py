@@ -13,6 +13,8 @@ from opacus.accountants.utils import get_noise_multiplier
 from fdagmm.config import build, validate_config
 from fdagmm.errors import ConfigError
 from fdagmm.federation.privacy import (
+    ADAPTIVE_STATE,
+    AdaptiveClipping,
     NOISE_TOLERANCE,
     RDP_ORDERS,
     ClientLevelDP,
@@ -191,9 +193,78 @@ def _dp_cfg(*overrides):
         (["eval.compare_threshold_refs=true"], "with privacy=dp use eval.threshold_ref=own"),
         (["privacy.name=laplace"], "privacy must be none or dp"),
         (["privacy.clip_norm=0"], "privacy.clip_norm must be > 0"),
+        (["privacy.adaptive_clipping=true", "privacy.noise_multiplier=2"], "needs privacy.clipped_count_stddev above 2.0/2 (it is 1)"),
+        (["privacy.adaptive_clipping=true", "fed.clients_per_round=5"], "(it is 0.25): raise it, or fed.clients_per_round"),
+        (["privacy.target_unclipped_quantile=1"], "privacy.target_unclipped_quantile must be"),
     ],
 )
 def test_impossible_privacy_settings_are_one_line_errors(tmp_path, overrides, expected):
     cfg = _dp_cfg(f"paths.output_dir={tmp_path}", *overrides)
     with pytest.raises(ConfigError, match=re.escape(expected)):
         validate_config(cfg, build(cfg.partition))
+
+
+def _adaptive(**kwargs) -> ClientLevelDP:
+    adaptive = AdaptiveClipping(target_unclipped_quantile=0.5, lr=0.2, count_std=kwargs.pop("count_std", 1e-9))
+    return _privacy(adaptive=adaptive, **kwargs)
+
+
+def _updates_of_norms(norms):
+    return [ClientUpdate(k, {"w": torch.tensor([n, 0.0], dtype=torch.float64)}, 1, 0.0) for k, n in enumerate(norms)]
+
+
+def test_adaptive_clipping_moves_the_clip_norm_geometrically_by_the_unclipped_share():
+    """C_{t+1} = C_t exp(-lr (b - gamma)), b the share of the round's updates with norm <= C_t
+    (noise negligible here); the server clips with C_t, the clients do not clip."""
+    privacy = _adaptive(clip_norm=1.0, expected_clients=4, given_noise_multiplier=1e-9)
+    assert not privacy.clients_clip
+    strategy = DPFedAvg(FedAvg(), privacy)
+    global_state = {"w": torch.zeros(2, dtype=torch.float64)}
+    got = strategy.aggregate(global_state, _updates_of_norms([0.5, 0.9, 3.0, 5.0]), round_idx=1)
+    # Two of four unclipped: b = 0.5 = gamma, C stays; the sum is 0.5 + 0.9 + 1 + 1 over 4.
+    assert privacy.clip_norm == pytest.approx(1.0, abs=1e-6)
+    assert float(got["w"][0]) == pytest.approx(3.4 / 4, abs=1e-6)
+    strategy.aggregate(global_state, _updates_of_norms([0.1, 0.2, 0.3, 5.0]), round_idx=2)  # b = 0.75: C shrinks
+    assert privacy.clip_norm == pytest.approx(math.exp(-0.2 * 0.25), abs=1e-6)
+    strategy.aggregate(global_state, _updates_of_norms([2.0, 2.0, 2.0, 2.0]), round_idx=3)  # b = 0: C grows
+    assert privacy.clip_norm == pytest.approx(math.exp(-0.2 * 0.25) * math.exp(0.2 * 0.5), abs=1e-6)
+    metrics = privacy.round_metrics(2)
+    assert metrics["privacy/clip_norm"] == pytest.approx(1.0, abs=1e-6) and metrics["privacy/unclipped_share"] == pytest.approx(0.75, abs=1e-6)
+
+
+def test_adaptive_clipping_settles_at_the_target_quantile_of_the_update_norms():
+    """Updates with norms spread over [0, 2]: C heads for their median (1), from above and below."""
+    norms = torch.linspace(0.02, 2.0, 100).tolist()
+    for start in (0.05, 20.0):
+        privacy = _adaptive(clip_norm=start, expected_clients=100, given_noise_multiplier=1e-9)
+        strategy = DPFedAvg(FedAvg(), privacy)
+        for t in range(1, 200):
+            strategy.aggregate({"w": torch.zeros(2, dtype=torch.float64)}, _updates_of_norms(norms), round_idx=t)
+        assert privacy.clip_norm == pytest.approx(1.0, abs=0.05)
+
+
+def test_adaptive_clipping_splits_the_noise_between_update_and_count():
+    """z_Delta = (z^-2 - (2 sigma_b)^-2)^(-1/2), so that the two mechanisms compose to one of
+    multiplier z (Andrew et al., 2021, Theorem 1); the update noise has std z_Delta C / m."""
+    privacy = _adaptive(clip_norm=2.0, expected_clients=5, given_noise_multiplier=1.5, count_std=1.0, reproducible_noise=True)
+    z_delta = (1.5**-2 - 2.0**-2) ** -0.5
+    assert privacy.update_noise_multiplier == pytest.approx(z_delta)
+    assert (privacy.update_noise_multiplier**-2 + (2 * 1.0) ** -2) ** -0.5 == pytest.approx(1.5)
+    global_state = {"w": torch.zeros(200_000, dtype=torch.float64)}
+    identical = [ClientUpdate(k, {"w": torch.zeros(200_000, dtype=torch.float64)}, 10, 0.0) for k in range(5)]
+    noise = DPFedAvg(FedAvg(), privacy).aggregate(global_state, identical, round_idx=1)["w"]
+    assert float(noise.std()) == pytest.approx(z_delta * 2.0 / 5, rel=0.01)
+    with pytest.raises(ConfigError, match="needs privacy.clipped_count_stddev above 0.75"):
+        _ = _adaptive(given_noise_multiplier=1.5, count_std=0.7).update_noise_multiplier
+
+
+def test_the_adaptive_clip_norm_is_kept_in_the_strategy_state_for_resume():
+    privacy = _adaptive(clip_norm=1.0, expected_clients=4, given_noise_multiplier=1e-9)
+    strategy = DPFedAvg(FedAdam(eta=0.1), privacy)
+    strategy.aggregate({"w": torch.zeros(2, dtype=torch.float64)}, _updates_of_norms([0.1, 0.1, 0.1, 0.1]), round_idx=1)
+    state = strategy.state_dict()
+    assert state.keys() == {"m", "v", ADAPTIVE_STATE}
+    resumed = DPFedAvg(FedAdam(eta=0.1), _adaptive(clip_norm=1.0, expected_clients=4, given_noise_multiplier=1e-9))
+    resumed.load_state_dict(state)
+    assert resumed.privacy.clip_norm == pytest.approx(privacy.clip_norm) and resumed.privacy.clip_norm < 1.0
+    torch.testing.assert_close(resumed.inner.state_dict()["m"]["w"], strategy.inner.state_dict()["m"]["w"])
