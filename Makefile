@@ -14,9 +14,10 @@ BENCH_ARGS ?= --flower
 # `make bench SERVE_BENCH_ARGS="--model <run dir> --clients 8"`: the load test's options (src/bench_serve.py --help).
 SERVE_BENCH_ARGS ?=
 
-# Where `make reproduce` writes its sweep; ARGS adds Hydra overrides (ARGS="data.train_path=...").
+# Where an experiment target writes its sweeps: outputs/<target>/<date_time> (`make reproduce`:
+# outputs/reproduce/...); ARGS adds Hydra overrides (ARGS="data.train_path=...").
 ifndef SWEEP_DIR
-SWEEP_DIR := outputs/reproduce/$(shell date +%Y-%m-%d_%H-%M-%S)
+SWEEP_DIR := outputs/$(or $(firstword $(MAKECMDGOALS)),reproduce)/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
 .PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
