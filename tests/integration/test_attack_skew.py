@@ -69,6 +69,15 @@ def test_a_run_with_attack_skew_tests_each_client_on_its_own_share(unsw_path, tm
     assert all(0.0 < m["test/auroc"] <= 1.0 for m in payload["per_client"].values())
 
 
+def test_the_named_own_attacks_federation_runs_fedavg_over_five_organisations_own_attacks(unsw_path, tmp_path):
+    payload = train(_cfg(tmp_path, "experiment=own_attacks", "data=unsw_nb15", f"data.train_path={unsw_path}", "fed.rounds=1"))
+    counts = payload["partition"]
+    assert payload["strategy"] == "fedavg" and payload["scenario"] == "dirichlet_k5_a1.0_attacks0.5"
+    assert len(counts) == len(payload["per_client"]) == 5
+    assert sum(c["n_test"] for c in counts.values()) == 41_166
+    assert len({c["n_train"] for c in counts.values()}) == 5  # unequal shares of the benign records
+
+
 def test_attack_alpha_where_normal_traffic_is_the_anomaly_is_refused_in_one_line(kdd_slice, tmp_path):
     cfg = _cfg(tmp_path, f"data.train_path={kdd_slice}", "partition=iid", "partition.num_clients=3", "partition.attack_alpha=0.5")
     with pytest.raises(ConfigError, match=r"^partition.attack_alpha deals attacks .* flags normal traffic \(anomaly: normal\): set partition.attack_alpha=null$"):
