@@ -8,7 +8,7 @@ import pytest
 
 from fdagmm.api import compose_config
 from fdagmm.config import build
-from fdagmm.data.datamodule import client_records
+from fdagmm.data.datamodule import ClientsDataModule, client_records
 from fdagmm.data.dataset import build_dataset
 from fdagmm.errors import ConfigError
 from fdagmm.run.experiment import train
@@ -46,6 +46,20 @@ def test_unsw_attack_families_are_dealt_over_the_clients_test_sets(unsw_path, tm
     benign_share = [(~r.test_is_anomaly).sum() / (~shared[0].test_is_anomaly).sum() for r in records]
     train_share = [len(r.train_idx) / sum(len(s.train_idx) for s in records) for r in records]
     np.testing.assert_allclose(benign_share, train_share, atol=1e-3)
+
+
+def test_the_datamodule_knows_whether_its_clients_share_one_test_set(unsw_path, kdd_slice, tmp_path):
+    def shared_test(*overrides):
+        cfg = _cfg(tmp_path, "partition=iid", "partition.num_clients=3", *overrides)
+        d = cfg.data
+        datamodule = ClientsDataModule(build_dataset(d), d.batch_size, build(cfg.partition), cfg.seed, [0, 1, 2], d.scaling, d.scaling_records)
+        datamodule.setup()
+        return datamodule.shared_test
+
+    unsw = ("data=unsw_nb15", f"data.train_path={unsw_path}")
+    assert shared_test(*unsw)  # the data set's own test set, whole, for every client
+    assert not shared_test(*unsw, "partition.attack_alpha=0.5")  # dealt out
+    assert not shared_test(f"data.train_path={kdd_slice}")  # each client's own test half
 
 
 def test_nsl_kdd_test_attacks_are_dealt_by_attack_type(nsl_train_path, nsl_test_path, tmp_path):

@@ -194,6 +194,7 @@ class ClientsDataModule(pl.LightningDataModule):
         self.scaling = scaling
         self.scaling_records = scaling_records
         self.clients: list[ClientData] = []
+        self.shared_test = False  # set by setup: whether every client is tested on the same records
         self.encoder: FeatureEncoder | None = None
 
     @property
@@ -214,6 +215,8 @@ class ClientsDataModule(pl.LightningDataModule):
         scaling = federation_scaling(self.scaling, schema, client_stats)
         self.encoder = FeatureEncoder(scaling, schema)
         self.clients = [encode_client(r, self.encoder) for r in records]
+        # Every client tested on the same records (a data set's own test set, not dealt out).
+        self.shared_test = all(r.test_frame is records[0].test_frame and np.array_equal(r.test_idx, records[0].test_idx) for r in records)
 
     def pooled_train_x(self) -> Tensor:
         """The training records of every client in ``train_clients``, in client order."""

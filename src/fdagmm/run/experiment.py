@@ -124,7 +124,7 @@ def _client_data(run: RunComponents, dataset: ConnectionDataset) -> ClientsDataM
     datamodule.setup()
     log.info(
         "%s, partition %s, seed %d: %s", run.label, cfg.partition.name, cfg.seed,
-        _short(datamodule.summary(), shared_test=dataset.has_test_pool and run.partitioner.attack_alpha is None),
+        _short(datamodule.summary(), shared_test=datamodule.shared_test),
     )  # fmt: skip
     return datamodule
 
