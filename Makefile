@@ -20,7 +20,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/$(or $(firstword $(MAKECMDGOALS)),reproduce)/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost private-learning baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,15 @@ privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients
 	$(PYTHON) src/train.py experiment=privacy_cost privacy=none privacy.target_epsilon=null hydra.sweep.dir=$(PRIVACY_DIR)/none $(ARGS) && \
 	$(PYTHON) src/train.py experiment=privacy_cost fed.gmm_stats=local hydra.sweep.dir=$(PRIVACY_DIR)/local $(ARGS) || exit 1; \
 	$(PYTHON) src/privacy_cost.py $(PRIVACY_DIR)/dp $(PRIVACY_DIR)/none $(PRIVACY_DIR)/local --wall-time-s $$(( $$(date +%s) - start ))
+
+NO_DP := privacy=none privacy.target_epsilon=null
+private-learning:  ## does DP-FedAvg learn where training matters? UNSW-NB15, 100 clients: epsilon 1/3/8, no DP, an untrained network, clients 0-9 alone, seeds 0-2 (45 jobs), then a table and a figure
+	@start=$$(date +%s); \
+	$(PYTHON) src/train.py experiment=private_learning hydra.sweep.dir=$(SWEEP_DIR)/dp $(ARGS) && \
+	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) hydra.sweep.dir=$(SWEEP_DIR)/none $(ARGS) && \
+	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$(SWEEP_DIR)/untrained $(ARGS) && \
+	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) method=local method.home_client=0,1,2,3,4,5,6,7,8,9 fed.clients_per_round=null hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS) || exit 1; \
+	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) --figure docs/figures/private_learning.png --wall-time-s $$(( $$(date +%s) - start ))
 
 # The detection study's experiments (docs/results.md): each runs one job at a time into SWEEP_DIR, then writes its report there.
 baselines:  ## Isolation Forest and PCA reconstruction, client 0 alone and pooled, s1-s4 x seeds 0-4 (80 jobs)

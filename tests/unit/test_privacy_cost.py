@@ -9,11 +9,15 @@ from omegaconf import OmegaConf
 from fdagmm.analysis.privacy_cost import collect, write_privacy_cost
 
 
-def _job(sweep, name, privacy, seed, auroc, gmm_stats="global"):
+def _job(sweep, name, privacy, seed, auroc, gmm_stats="global", lr=1e-3, method="fdagmm", home_client=0, per_client=None):
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create({"privacy": privacy, "fed": {"gmm_stats": gmm_stats}, "seed": seed}), job / ".hydra" / "config.yaml")
+    cfg = {"privacy": privacy, "fed": {"gmm_stats": gmm_stats}, "seed": seed, "model": {"optimizer": {"lr": lr}},
+           "method": {"name": method, "home_client": home_client}}  # fmt: skip
+    OmegaConf.save(OmegaConf.create(cfg), job / ".hydra" / "config.yaml")
     metrics = {key: {"test/auroc": auroc - offset} for key, offset in (("final", 0.0), ("clients_mean", 0.01), ("clients_worst", 0.05))}
+    if per_client is not None:
+        metrics["per_client"] = {f"client{k}": {"test/auroc": a} for k, a in enumerate(per_client)}
     if privacy["name"] == "dp":
         metrics["privacy"] = {"noise_multiplier": 2.0, "epsilon": privacy["target_epsilon"] - 0.001}
     (job / "metrics.json").write_text(json.dumps(metrics))
@@ -41,3 +45,20 @@ def test_an_unfinished_job_is_an_error_not_a_smaller_average(tmp_path):
     (tmp_path / "dp" / "0_dp" / "metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no metrics.json"):
         collect([tmp_path / "dp"])
+
+
+def test_references_untrained_and_alone_are_rows_over_the_clients_run_alone(tmp_path):
+    """With clients 0 and 1 trained alone, every federated row is taken over those two
+    clients (of three), so that the federation, the untrained network and the clients alone
+    compare alike."""
+    none, alone = tmp_path / "none", tmp_path / "alone"
+    for seed in (0, 1):
+        _job(none, f"{seed}_trained", {"name": "none", "target_epsilon": None}, seed, 0.9, "local", per_client=[0.9, 0.8, 0.1])
+        _job(none, f"{seed}_untrained", {"name": "none", "target_epsilon": None}, seed, 0.7, "local", lr=1e-12, per_client=[0.7, 0.6, 0.1])
+        for k, auroc in ((0, 0.75), (1, 0.65)):
+            _job(alone, f"{seed}_{k}", {"name": "none", "target_epsilon": None}, seed, auroc, "local", method="local", home_client=k)
+    runs = collect([none, alone]).set_index("network")
+    assert runs.loc["trained", "worst client"].tolist() == [0.8, 0.8]  # client 2's 0.1 is not among the compared
+    assert runs.loc["untrained", "mean client"].tolist() == pytest.approx([0.65, 0.65])
+    assert runs.loc["each client alone", "client 0"].tolist() == [0.75, 0.75]
+    assert runs.loc["each client alone", "worst client"].tolist() == [0.65, 0.65]

@@ -1,9 +1,12 @@
 """What client-level differential privacy costs: AUROC against epsilon, from the sweeps of
-``make privacy-cost`` (conf/experiment/privacy_cost.yaml).
+``make privacy-cost`` (conf/experiment/privacy_cost.yaml) or ``make private-learning``
+(conf/experiment/private_learning.yaml, with its references: an untrained network and each
+client alone).
 
 Reads every job dir under the given sweep dirs (``.hydra/config.yaml`` and ``metrics.json``)
 and writes a Markdown table (mean and standard deviation over seeds of the evaluated client's,
-the mean client's and the worst client's AUROC, per epsilon and scoring mixture) and a figure.
+the mean client's and the worst client's AUROC, per scoring mixture, network and epsilon) and
+a figure.
 """
 
 from __future__ import annotations
@@ -16,34 +19,62 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from fdagmm.analysis.markdown import markdown_table  # noqa: E402
 from fdagmm.analysis.sweeps import sweep_jobs  # noqa: E402
 
 AUROCS = {"final": "client 0", "clients_mean": "mean client", "clients_worst": "worst client"}
+# A learning rate below this leaves the network at its initialisation: the untrained reference.
+UNTRAINED_LR = 1e-9
+ALONE = "each client alone"
 
 
 def collect(sweep_dirs: list[Path]) -> pd.DataFrame:
-    """One row per finished job: its epsilon target (inf without privacy), mixture, seed,
-    the noise multiplier and epsilon it ran with, and its AUROCs."""
-    rows = []
-    for job in sweep_jobs(sweep_dirs):
+    """One row per finished federated job: its epsilon target (inf without privacy), mixture,
+    network (trained, or untrained below ``UNTRAINED_LR``), seed, the noise multiplier and
+    epsilon it ran with, and its AUROCs. Jobs of clients trained alone (``method=local``)
+    make one row per seed, over the clients run alone, and the federated rows are then
+    taken over the same clients (their ``per_client`` AUROCs), so that all compare alike."""
+    rows, alone = [], {}
+    jobs = sweep_jobs(sweep_dirs)
+    for job in jobs:
         if job.metrics is None:
             raise FileNotFoundError(f"{job.dir} has no metrics.json: the job failed or is still running")
-        cfg, privacy = job.cfg, job.metrics.get("privacy", {})
+        if OmegaConf.select(job.cfg, "method.name") == "local":
+            alone.setdefault(int(job.cfg.seed), {})[int(job.cfg.method.home_client)] = job.metrics["final"]["test/auroc"]
+    compared = sorted({k for by_client in alone.values() for k in by_client})
+    for job in jobs:
+        cfg, metrics = job.cfg, job.metrics
+        if OmegaConf.select(cfg, "method.name") == "local":
+            continue
+        privacy = metrics.get("privacy", {})
+        lr = OmegaConf.select(cfg, "model.optimizer.lr", default=None)
+        if compared:
+            aurocs = [metrics["per_client"][f"client{k}"]["test/auroc"] for k in compared]
+            values = {"client 0": aurocs[0], "mean client": sum(aurocs) / len(aurocs), "worst client": min(aurocs)}
+        else:
+            values = {label: metrics[key]["test/auroc"] for key, label in AUROCS.items()}
         rows.append({
             "target": cfg.privacy.target_epsilon if cfg.privacy.name == "dp" else math.inf,
             "mixture": cfg.fed.gmm_stats,
+            "network": "untrained" if lr is not None and lr < UNTRAINED_LR else "trained",
             "seed": cfg.seed,
             "z": privacy.get("noise_multiplier", 0.0),
             "epsilon": privacy.get("epsilon", math.inf),
-            **{label: job.metrics[key]["test/auroc"] for key, label in AUROCS.items()},
+            **values,
+        })  # fmt: skip
+    for seed, by_client in alone.items():
+        aurocs = [by_client[k] for k in compared if k in by_client]
+        rows.append({
+            "target": math.inf, "mixture": "local", "network": ALONE, "seed": seed, "z": 0.0, "epsilon": math.inf,
+            "client 0": aurocs[0], "mean client": sum(aurocs) / len(aurocs), "worst client": min(aurocs),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
-    grouped = runs.groupby(["mixture", "target"])
+    grouped = runs.groupby(["mixture", "network", "target"])
     out = grouped.agg(seeds=("seed", "count"), z=("z", "mean"), epsilon=("epsilon", "max"))
     for label in AUROCS.values():
         mean, std = grouped[label].mean(), grouped[label].std()
@@ -59,10 +90,10 @@ def plot(runs: pd.DataFrame, path: Path) -> None:
     position = {t: i for i, t in enumerate(targets)}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, label in zip(axes, ("mean client", "worst client")):
-        for mixture, group in runs.groupby("mixture"):
+        for (mixture, network), group in runs.groupby(["mixture", "network"]):
             stats = group.groupby("target")[label].agg(["mean", "std"])
-            ax.errorbar([position[t] for t in stats.index], stats["mean"], yerr=stats["std"], marker="o", capsize=3,
-                        label=f"{mixture} mixture")  # fmt: skip
+            name = f"{mixture} mixture" + ("" if network == "trained" else f", {network}")
+            ax.errorbar([position[t] for t in stats.index], stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=name)
         ax.set_xticks(range(len(targets)), ["∞ (no DP)" if math.isinf(t) else f"{t:g}" for t in targets])
         ax.set_xlabel("ε (δ = 1e-3)")
         ax.set_title(f"AUROC, {label}")
