@@ -355,7 +355,7 @@ def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
         p.delta < 1 / n_train_clients,
         f"privacy.delta={p.delta} allows one of the {n_train_clients} training clients to be exposed outright: use a delta below 1/{n_train_clients}",
     )
-    count_std = p.clipped_count_stddev or (cfg.fed.clients_per_round or n_train_clients) / 20
+    count_std = clipped_count_stddev(p, cfg.fed.clients_per_round or n_train_clients)
     _check(
         not p.adaptive_clipping or p.noise_multiplier is None or p.noise_multiplier < 2 * count_std,
         f"privacy.adaptive_clipping=true with privacy.noise_multiplier={p.noise_multiplier} needs privacy.clipped_count_stddev "
@@ -393,6 +393,12 @@ def check_ranges(cfg: DictConfig, schema: type) -> None:
 
 # Whose training records a method uses: every client's, the home client's, or the others'.
 TRAINS_ON = ("all", "home", "others")
+
+
+def clipped_count_stddev(privacy: DictConfig, clients_per_round: int) -> float:
+    """Adaptive clipping's noise on the unclipped count: ``privacy.clipped_count_stddev``, or
+    Andrew et al.'s default, the expected clients per round / 20."""
+    return privacy.clipped_count_stddev if privacy.clipped_count_stddev is not None else clients_per_round / 20
 
 
 def trained_clients(method: DictConfig, n_clients: int) -> list[int]:

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fdagmm.config import build, trained_clients
+from fdagmm.config import build, clipped_count_stddev, trained_clients
 from fdagmm.data.features import FeatureEncoder
 from fdagmm.data.partition import FilesPartition, Partitioner
 from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
@@ -144,7 +144,7 @@ def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | None
         adaptive=AdaptiveClipping(
             target_unclipped_quantile=p.target_unclipped_quantile,
             lr=p.clip_norm_lr,
-            count_std=p.clipped_count_stddev if p.clipped_count_stddev is not None else per_round / 20,
+            count_std=clipped_count_stddev(p, per_round),
         ) if p.adaptive_clipping else None,
     )  # fmt: skip
 

@@ -77,16 +77,17 @@ def _clip_factor(norm: float, clip_norm: float) -> float:
     return min(1.0, clip_norm / norm) if norm > 0 else 1.0
 
 
-def clipped_delta(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
-    """state - global_state (float64, over ``state``'s entries) scaled to L2 norm <= clip_norm."""
+def clipped_delta(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> tuple[dict[str, Tensor], bool]:
+    """state - global_state (float64, over ``state``'s entries) scaled to L2 norm <= clip_norm,
+    and whether it was within the norm already (left unscaled)."""
     delta = {k: v.double() - global_state[k].double() for k, v in state.items()}
     factor = _clip_factor(_norm(delta.values()), clip_norm)
-    return {k: d * factor for k, d in delta.items()}
+    return {k: d * factor for k, d in delta.items()}, factor == 1.0
 
 
 def clip_update(global_state: dict[str, Tensor], state: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
     """The weights a client sends: global + its update clipped to L2 norm ``clip_norm``."""
-    delta = clipped_delta(global_state, state, clip_norm)
+    delta, _ = clipped_delta(global_state, state, clip_norm)
     return {k: (global_state[k].double() + d).to(state[k].dtype) for k, d in delta.items()}
 
 
@@ -242,11 +243,10 @@ class ClientLevelDP:
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
         unclipped = 0
         for update in updates:
-            delta = {k: update.state[k].double() - global_state[k].double() for k in keys}
-            factor = _clip_factor(_norm(delta.values()), self.clip_norm)
-            unclipped += factor == 1.0
+            delta, within = clipped_delta(global_state, {k: update.state[k] for k in keys}, self.clip_norm)
+            unclipped += within
             for k, d in delta.items():
-                total[k] += d * factor
+                total[k] += d
         std = self.update_noise_multiplier * self.clip_norm
         noise = {k: _gaussian(total[k], std, generator) for k in keys}
         self.update_norms[round_idx] = (_norm(total.values()) / self.expected_clients, _norm(noise.values()) / self.expected_clients)
