@@ -20,7 +20,7 @@ ifndef SWEEP_DIR
 SWEEP_DIR := outputs/$(or $(firstword $(MAKECMDGOALS)),reproduce)/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 
-.PHONY: help install data train flower-demo reproduce privacy-cost private-learning baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
+.PHONY: help install data train flower-demo reproduce privacy-cost private-learning record-dp baselines model-selection model-ablations model-refinement modern-benchmarks data-poor-site benchmark strategy-tuning strategies who-gains who-gains-attacks personalisation-selection bench bench-gpu test fuzz tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,30 @@ private-learning:  ## does DP-FedAvg learn where training matters? UNSW-NB15, 10
 	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$(SWEEP_DIR)/untrained $(ARGS) && \
 	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) method=local method.home_client=0,1,2,3,4,5,6,7,8,9 fed.clients_per_round=null hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS) || exit 1; \
 	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) --figure docs/figures/private_learning.png --wall-time-s $$(( $$(date +%s) - start ))
+
+# record-dp: per setting, name:overrides(comma-separated):learning-rate grid. With a grid, the private
+# runs sweep it on validation data and on the test set, and the table keeps, per epsilon, the rate the
+# validation runs choose (docs/privacy.md); without one, they run at the configuration's own rate.
+RECORD_DP_SETTINGS ?= nsl_kdd:data=nsl_kdd,partition=data_poor:1e-3,1e-4,1e-5 unsw_nb15:data=unsw_nb15,partition=data_poor:1e-3,1e-4,1e-5 s1:scenario=s1: s2:scenario=s2: s3:scenario=s3: s4:scenario=s4:
+record-dp:  ## what record-level DP costs the data-poor client 0: epsilon 1/3/8 (learning rate chosen on validation data where a grid is given), no DP, an untrained network, client 0 alone, seeds 0-2, per setting of RECORD_DP_SETTINGS, then a table per setting
+	@start=$$(date +%s); status=0; \
+	for setting in $(RECORD_DP_SETTINGS); do \
+		name=$${setting%%:*}; rest=$${setting#*:}; overrides=$$(echo $${rest%%:*} | tr , ' '); grid=$${rest#*:}; dir=$(SWEEP_DIR)/$$name; \
+		run="$(PYTHON) src/train.py experiment=record_dp_cost $$overrides"; \
+		if [ -n "$$grid" ]; then \
+			$$run model.optimizer.lr=$$grid data.evaluate_on=validation hydra.sweep.dir=$$dir/dp_validation $(ARGS) && \
+			$$run model.optimizer.lr=$$grid hydra.sweep.dir=$$dir/dp $(ARGS) && validation="--validation $$dir/dp_validation"; \
+		else \
+			$$run hydra.sweep.dir=$$dir/dp $(ARGS) && validation=""; \
+		fi && \
+		$$run $(NO_DP) hydra.sweep.dir=$$dir/none $(ARGS) && \
+		$$run $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$$dir/untrained $(ARGS) && \
+		$$run $(NO_DP) method=local method.home_client=0 hydra.sweep.dir=$$dir/alone $(ARGS) && \
+		$(PYTHON) src/privacy_cost.py $$dir/dp $$dir/none $$dir/untrained $$dir/alone $$validation --figure $$dir/record_dp.png || status=1; \
+	done; \
+	wall=$$(( $$(date +%s) - start )); \
+	echo "make record-dp: wall time $$((wall / 60)) min $$((wall % 60)) s; tables: $(SWEEP_DIR)/*/privacy_cost.md"; \
+	exit $$status
 
 # The detection study's experiments (docs/results.md): each runs one job at a time into SWEEP_DIR, then writes its report there.
 baselines:  ## Isolation Forest and PCA reconstruction, client 0 alone and pooled, s1-s4 x seeds 0-4 (80 jobs)

@@ -99,10 +99,11 @@ class FedConfig:
 
 @dataclass
 class PrivacyConfig:
-    name: str = "none"  # none | dp: client-level differential privacy (DP-FedAvg, docs/privacy.md)
+    # none | dp: client-level differential privacy (DP-FedAvg) | record_dp: record-level (DP-SGD); docs/privacy.md
+    name: str = "none"
     noise_multiplier: Optional[float] = ranged(None, POSITIVE)  # z: noise std / clip norm; None: from target_epsilon
     target_epsilon: Optional[float] = ranged(None, POSITIVE)  # solve z for this epsilon after the last round
-    clip_norm: float = ranged(0.02, POSITIVE)  # C: L2 bound of a client's model update
+    clip_norm: float = ranged(0.02, POSITIVE)  # C: L2 bound of a client's model update (record_dp: of one record's gradient)
     stats_clip_norm: float = ranged(1.0, POSITIVE)  # L2 bound of a client's normalised mixture statistics
     delta: float = ranged(1e-3, OPEN_FRACTION)
     # Noise and client sampling from the run's seed, which every client holds: NOT PRIVATE;
@@ -114,6 +115,12 @@ class PrivacyConfig:
     target_unclipped_quantile: float = ranged(0.5, OPEN_FRACTION)
     clip_norm_lr: float = ranged(0.2, POSITIVE)
     clipped_count_stddev: Optional[float] = ranged(None, POSITIVE)  # None: clients per round / 20
+    # record_dp: the L2 bound of a record's code z in the released mixture statistics, their
+    # noise multiplier, and the weight of the estimation network's cross-entropy to the fixed
+    # mixture's memberships.
+    z_norm_bound: float = ranged(2.0, POSITIVE)
+    stats_noise_multiplier: float = ranged(50.0, POSITIVE)
+    membership_weight: float = ranged(1.0, AT_LEAST_0)
 
 
 @dataclass
@@ -340,17 +347,36 @@ def validate_config(cfg: DictConfig, partitioner: Partitioner | FilesPartition) 
         check_writable_dir("data.cache_dir", cfg.data.cache_dir, ", or data.cache_dir=null to parse without a cache")
 
 
+PRIVACY_NAMES = ("none", "dp", "record_dp")
+
+
 def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
     p = cfg.privacy
-    _check(p.name in ("none", "dp"), f"privacy must be none or dp, got {p.name!r}")
+    _check(p.name in PRIVACY_NAMES, f"privacy must be one of {', '.join(PRIVACY_NAMES)}, got {p.name!r}")
     if p.name == "none":
         return
-    _check(cfg.method.federated, f"privacy=dp protects the clients of a federation; method={cfg.method.name} is centralised: use method=fdagmm")
+    _check(cfg.method.federated, f"privacy={p.name} protects the clients of a federation; method={cfg.method.name} is centralised: use method=fdagmm")
     _check(
         (p.noise_multiplier is None) != (p.target_epsilon is None),
-        "privacy=dp needs exactly one of privacy.noise_multiplier and privacy.target_epsilon "
+        f"privacy={p.name} needs exactly one of privacy.noise_multiplier and privacy.target_epsilon "
         f"(got {p.noise_multiplier} and {p.target_epsilon}): set the other to null",
     )
+    _check(
+        cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
+        "the pooled threshold reference shares training-record energies outside the privacy mechanism; "
+        f"with privacy={p.name} use eval.threshold_ref=own and eval.compare_threshold_refs=false",
+    )
+    if p.name == "record_dp":
+        _check(
+            cfg.fed.gmm_stats == "global",
+            "privacy=record_dp trains every client under the federation's released mixture: use fed.gmm_stats=global",
+        )
+        _check(not p.adaptive_clipping, "privacy.adaptive_clipping adapts client-level DP's clip norm; with privacy=record_dp set it to false")
+        _check(
+            cfg.fed.resume is None,
+            "privacy=record_dp does not resume: the clients' releases of the interrupted round are not in the server's account; start afresh",
+        )
+        return
     _check(
         p.delta < 1 / n_train_clients,
         f"privacy.delta={p.delta} allows one of the {n_train_clients} training clients to be exposed outright: use a delta below 1/{n_train_clients}",
@@ -360,11 +386,6 @@ def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
         not p.adaptive_clipping or p.noise_multiplier is None or p.noise_multiplier < 2 * count_std,
         f"privacy.adaptive_clipping=true with privacy.noise_multiplier={p.noise_multiplier} needs privacy.clipped_count_stddev "
         f"above {p.noise_multiplier}/2 (it is {count_std:g}): raise it, or fed.clients_per_round, or lower the noise multiplier",
-    )
-    _check(
-        cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
-        "the pooled threshold reference shares training-record energies outside the privacy mechanism; "
-        "with privacy=dp use eval.threshold_ref=own and eval.compare_threshold_refs=false",
     )
 
 

@@ -15,6 +15,10 @@ STATS_NOISE_STREAM = 4
 TEST_SPLIT_STREAM = 5  # (seed, TEST_SPLIT_STREAM): which records a data set's test_fraction sets aside
 VALIDATION_SPLIT_STREAM = 6  # (seed, VALIDATION_SPLIT_STREAM): which training inliers data.evaluate_on=validation holds out
 TEST_POOL_STREAM = 7  # (seed, TEST_POOL_STREAM): which client tests on which record of a shared test set (partition.attack_alpha)
+# Record-level differential privacy, (seed, round, client, stream), under privacy.insecure_reproducible_noise only:
+RECORD_SAMPLING_STREAM = 8  # a client's Poisson batches
+GRADIENT_NOISE_STREAM = 9  # its DP-SGD noise
+RECORD_STATS_NOISE_STREAM = 10  # the noise on its mixture statistics
 
 
 def derive_seed(*keys: int) -> int:

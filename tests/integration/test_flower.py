@@ -158,8 +158,11 @@ def _in_both_backends(common: list[str], tmp_path: Path) -> tuple[dict[str, dict
         # Adaptive clipping: the server clips every update and moves the clip norm each round.
         ["partition=iid", "partition.num_clients=3", "privacy=dp", "privacy.delta=0.1", "privacy.adaptive_clipping=true",
          "privacy.clipped_count_stddev=1.0", "privacy.insecure_reproducible_noise=true"],
+        # Record-level DP: each client's Poisson batches, DP-SGD noise and noised statistics, and
+        # round 2 trained under the mixture released from theta_0's statistics in message 1.
+        ["partition=iid", "partition.num_clients=3", "privacy=record_dp", "privacy.insecure_reproducible_noise=true"],
     ],
-    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp", "k3-adaptive-clipping"],
+    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp", "k3-adaptive-clipping", "k3-record-dp"],
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process

@@ -85,7 +85,7 @@ def sent_in_process(cfg, monkeypatch) -> tuple[dict[str, object], dict[str, int]
 
         return wrapped
 
-    for name in ("update", "gmm_stats", "train_energies", "evaluate"):
+    for name in ("update", "gmm_stats", "shared_gmm_stats", "train_energies", "evaluate"):
         monkeypatch.setattr(Client, name, spy(f"Client.{name}", getattr(Client, name)))
     monkeypatch.setattr(ScalingStats, "of", spy("ScalingStats.of", ScalingStats.of))
     train(cfg)
@@ -110,6 +110,21 @@ def test_in_process_only_weights_statistics_and_metrics_leave_a_client(kdd_slice
     for call in range(calls["Client.evaluate"]):
         expected |= {f"Client.evaluate#{call}/own/{m}": () for m in METRICS}
     assert {name: tuple(np.shape(v)) for name, v in sent.items()} == expected
+    assert record_valued(sent, record_extremes(cfg)) == []
+
+
+def test_under_record_dp_a_client_sends_dp_sgd_weights_noised_statistics_and_metrics(kdd_slice, tmp_path, monkeypatch):
+    """Per round its weights and record count (no training loss: NaN in process, absent over
+    Flower), and its statistics under each of theta_0..theta_R, noised: their component
+    weights no longer sum to its record count."""
+    cfg = _cfg(kdd_slice, tmp_path, "privacy=record_dp", "fed.rounds=2")
+    sent, calls = sent_in_process(cfg, monkeypatch)
+    # 2 rounds x 2 clients; theta_0..2 x 2 clients; rounds 1 and 2, then the final test and each client's
+    assert calls == {"Client.update": 4, "Client.shared_gmm_stats": 6, "Client.evaluate": 5}
+    assert all(np.isnan(v) for name, v in sent.items() if name.endswith("/train_loss"))
+    for call in range(6):
+        s0, n = sent[f"Client.shared_gmm_stats#{call}/s0"], sent[f"Client.shared_gmm_stats#{call}/n"]
+        assert abs(float(s0.sum()) - n) > 1e-6 * n  # noise of std 229 on each of the K weights
     assert record_valued(sent, record_extremes(cfg)) == []
 
 
@@ -139,21 +154,26 @@ def test_fitted_scalings_send_sums_or_histograms_and_no_record_value(kdd_slice, 
 
 @pytest.mark.flower
 @pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="Flower is not installed")
-@pytest.mark.parametrize("scaling", ["schema_log", "federated_minmax", "federated_standard"])
-def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp_path, monkeypatch, scaling):
+@pytest.mark.parametrize(
+    "scaling, privacy", [("schema_log", "none"), ("federated_minmax", "none"), ("federated_standard", "none"), ("schema_log", "record_dp")]
+)
+def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp_path, monkeypatch, scaling, privacy):
     """The ClientApp's real handlers, called with the messages the ServerApp sends: describe,
-    a round that trains and reports statistics, a round that tests."""
+    a round that trains and reports statistics, a round that tests. Under record-level DP the
+    training loss stays home."""
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
     from fdagmm.data.features import federation_scaling
     from fdagmm.federation.flower import client_app, client_round
     from fdagmm.federation.flower.partitions import write_partitions
-    from fdagmm.federation.flower.records import OUTPUT_DIR_KEY, config_to_json, scaling_record, scaling_stats_from_record
+    from fdagmm.federation.components import build_components
+    from fdagmm.federation.flower.records import OUTPUT_DIR_KEY, config_to_json, gmm_stats_from_record, gmm_stats_record, scaling_record, scaling_stats_from_record
+    from fdagmm.federation.rounds import federation_stats
 
     for key, value in {"_run_id": 1, "_task_id": 1, "_node_id": 0}.items():  # what a SuperLink would set
         monkeypatch.setattr(TaskIdentity, key, value)
-    cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}")
+    cfg = _cfg(kdd_slice, tmp_path, f"data.scaling={scaling}", f"privacy={privacy}")
     paths, _ = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, tmp_path / "partitions")
     context = Context(
         run_id=1, node_id=1, node_config={"data-path": str(paths[0]), "output-dir": str(tmp_path / "client0")},
@@ -178,8 +198,10 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     handle = lambda msg, ctx: client_round.handle(msg, ctx, {})  # noqa: E731
     trained = reply(handle, {"config": round_config(1, True, True, 0), "scaling": scaling_sent, "arrays": ArrayRecord(theta)},
                     MessageType.TRAIN)  # fmt: skip
+    # What the server sends back: the federation's statistics (under record-level DP the noised sum made valid).
+    summed = gmm_stats_record(federation_stats([gmm_stats_from_record(trained["gmm-stats"])], build_components(cfg, build(cfg.partition)).stats_privacy, 0))
     tested = reply(handle, {"config": round_config(2, False, False, 1), "scaling": scaling_sent,
-                            "test-arrays": ArrayRecord(theta), "gmm-stats": trained["gmm-stats"]}, MessageType.EVALUATE)  # fmt: skip
+                            "test-arrays": ArrayRecord(theta), "gmm-stats": summed}, MessageType.EVALUATE)  # fmt: skip
 
     k, d = cfg.model.net.n_components, cfg.model.net.latent_dim + 2
     assert set(described) == ({"metrics", "schema"} if scaling == "schema_log" else {"metrics", "schema", "scaling-stats"})
@@ -190,7 +212,7 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     assert json.loads(str(described["schema"]["schema"])) == KDD99.schema.to_dict()
     assert set(described["metrics"]) == {"client-id", "n_train", "n_test", "n_test_anomalies"}
     assert set(trained) == {"metrics", "arrays", "gmm-stats", "timing"}
-    assert set(trained["metrics"]) == {"client-id", "num-examples", "train-loss"}
+    assert set(trained["metrics"]) == {"client-id", "num-examples"} | ({"train-loss"} if privacy == "none" else set())
     assert {n: tuple(v.shape) for n, v in trained["arrays"].to_torch_state_dict().items()} == {n: tuple(v.shape) for n, v in theta.items()}
     assert {n: tuple(v.shape) for n, v in trained["gmm-stats"].to_torch_state_dict().items()} == {
         "s0": (k,), "s1": (k, d), "s2": (k, d, d), "n": ()

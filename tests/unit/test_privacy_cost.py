@@ -6,20 +6,22 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from fdagmm.analysis.privacy_cost import collect, write_privacy_cost
+from fdagmm.analysis.privacy_cost import chosen_learning_rates, collect, write_privacy_cost
 
 
-def _job(sweep, name, privacy, seed, auroc, gmm_stats="global", lr=1e-3, method="fdagmm", home_client=0, per_client=None):
+def _job(sweep, name, privacy, seed, auroc, gmm_stats="global", lr=1e-3, method="fdagmm", home_client=0, per_client=None, evaluate_on="test"):
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
     cfg = {"privacy": privacy, "fed": {"gmm_stats": gmm_stats}, "seed": seed, "model": {"optimizer": {"lr": lr}},
-           "method": {"name": method, "home_client": home_client}}  # fmt: skip
+           "method": {"name": method, "home_client": home_client}, "data": {"evaluate_on": evaluate_on}}  # fmt: skip
     OmegaConf.save(OmegaConf.create(cfg), job / ".hydra" / "config.yaml")
     metrics = {key: {"test/auroc": auroc - offset} for key, offset in (("final", 0.0), ("clients_mean", 0.01), ("clients_worst", 0.05))}
     if per_client is not None:
         metrics["per_client"] = {f"client{k}": {"test/auroc": a} for k, a in enumerate(per_client)}
     if privacy["name"] == "dp":
         metrics["privacy"] = {"noise_multiplier": 2.0, "epsilon": privacy["target_epsilon"] - 0.001}
+    elif privacy["name"] == "record_dp":
+        metrics["privacy"] = {"noise_multiplier_by_client": {"client0": 4.0, "client1": 1.5}, "epsilon": privacy["target_epsilon"], "delta": 1e-6}
     (job / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -62,3 +64,27 @@ def test_references_untrained_and_alone_are_rows_over_the_clients_run_alone(tmp_
     assert runs.loc["untrained", "mean client"].tolist() == pytest.approx([0.65, 0.65])
     assert runs.loc["each client alone", "client 0"].tolist() == [0.75, 0.75]
     assert runs.loc["each client alone", "worst client"].tolist() == [0.65, 0.65]
+
+
+def test_the_learning_rate_rule_takes_each_epsilons_best_validation_mean_ties_to_the_larger_rate(tmp_path):
+    """Per epsilon the rate with the best mean over seeds on validation data; within 0.001 of
+    the best, the larger rate. The test-set table then keeps only the chosen rate's runs."""
+    validation, test = tmp_path / "validation", tmp_path / "sweeps" / "dp"
+    means = {(1.0, 1e-3): 0.70, (1.0, 1e-4): 0.80, (3.0, 1e-3): 0.8995, (3.0, 1e-4): 0.9000}
+    for (target, lr), mean in means.items():
+        for seed, spread in ((0, -0.05), (1, 0.05)):
+            privacy = {"name": "record_dp", "target_epsilon": target}
+            _job(validation, f"{target}_{lr}_{seed}", privacy, seed, mean + spread, lr=lr, evaluate_on="validation")
+            _job(test, f"{target}_{lr}_{seed}", privacy, seed, 0.5 + lr * 100, lr=lr)  # test AUROCs the rule must not see
+    assert chosen_learning_rates(validation) == {1.0: 1e-4, 3.0: 1e-3}
+    runs = collect([test], chosen_learning_rates(validation))
+    assert sorted(zip(runs["target"], runs["lr"])) == [(1.0, 1e-4), (1.0, 1e-4), (3.0, 1e-3), (3.0, 1e-3)]
+    assert set(runs["z"]) == {4.0}  # record-level DP: client 0's noise multiplier
+    markdown = write_privacy_cost([test], tmp_path / "figure.png", validation_dir=validation)
+    assert "Learning rates chosen on validation data" in markdown and "ε 1: 0.0001, ε 3: 0.001" in markdown
+
+
+def test_the_learning_rate_rule_refuses_a_sweep_tested_on_the_test_set(tmp_path):
+    _job(tmp_path / "dp", "0", {"name": "record_dp", "target_epsilon": 1.0}, 0, 0.6)
+    with pytest.raises(ValueError, match="chooses on validation data only"):
+        chosen_learning_rates(tmp_path / "dp")

@@ -157,6 +157,27 @@ class ShuffledBatches(Sampler[Tensor]):
         return -(-self.n // self.batch_size)
 
 
+class PoissonBatches(Sampler[Tensor]):
+    """``steps`` batches, each holding every record independently with probability
+    ``sample_rate`` (so batches differ in size, and may be empty): the sampling DP-SGD's
+    privacy amplification assumes. Drawn on the CPU from ``generator``, sent to ``device``."""
+
+    def __init__(self, n: int, sample_rate: float, steps: int, generator: torch.Generator, device: torch.device = torch.device("cpu")):
+        self.n, self.sample_rate, self.steps, self.generator, self.device = n, sample_rate, steps, generator, device
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for _ in range(self.steps):
+            yield (torch.rand(self.n, generator=self.generator) < self.sample_rate).nonzero().squeeze(1).to(self.device)
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def poisson_batch_loader(x: Tensor, sample_rate: float, steps: int, generator: torch.Generator) -> DataLoader:
+    """``PoissonBatches`` of ``x``, on the device ``x`` is on."""
+    return DataLoader(TensorDataset(x), sampler=PoissonBatches(len(x), sample_rate, steps, generator, x.device), batch_size=None)
+
+
 def batch_loader(x: Tensor, batch_size: int, seed: int) -> DataLoader:
     """Shuffled batches of ``x``, one tensor index per batch (no per-sample collate), on the
     device ``x`` is on."""

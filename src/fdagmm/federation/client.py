@@ -13,6 +13,7 @@ threshold reference (``eval.threshold_ref=pooled``), which shares its training r
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from fdagmm.detection.evaluation import (
     with_reconstruction_auroc,
 )
 from fdagmm.federation.privacy import ClientLevelDP, clip_stats, clip_update
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, GMMStats
 from fdagmm.models.lit_module import DAGMMLitModule
@@ -63,7 +65,7 @@ class Client:
         training: LocalTraining,
         strategy: Strategy,
         logger: ContinuousStepLogger,
-        privacy: ClientLevelDP | None = None,
+        privacy: ClientLevelDP | RecordLevelDP | None = None,
     ):
         self.data = data.to(training.device)
         self.privacy = privacy
@@ -84,9 +86,10 @@ class Client:
     def n_train(self) -> int:
         return self.data.n_train
 
-    def update(self, global_state: dict[str, Tensor], round_idx: int) -> ClientUpdate:
+    def update(self, global_state: dict[str, Tensor], round_idx: int, frozen_mixture: GaussianMixture | None = None) -> ClientUpdate:
         """ClientUpdate(k, theta): a fresh Trainer fits a module initialised from ``global_state``
-        (with this client's personal entries on top), under the strategy's local penalty."""
+        (with this client's personal entries on top), under the strategy's local penalty; under
+        record-level DP by DP-SGD with ``frozen_mixture`` held fixed, and no training loss sent."""
         t = self.training
         # Dropout and shuffling depend only on (seed, round, client): not on which client ran
         # first, nor on whether the run was resumed.
@@ -98,7 +101,14 @@ class Client:
         module.net.load_state_dict({**global_state, **self.personal_state})
         module.penalty = self.strategy.local_penalty(global_state)
         trainer = t.build_trainer(max_epochs=t.local_epochs, logger=self.logger)
-        loader = batch_loader(self.data.train_x, t.batch_size, derive_seed(t.seed, round_idx, self.client_id, BATCH_STREAM))
+        record_level = isinstance(self.privacy, RecordLevelDP)
+        if record_level:
+            module.private_step = self.privacy.private_step(
+                frozen_mixture, self.cov_jitter, module.lambda_energy, self.n_train, round_idx, self.client_id
+            )
+            loader = self.privacy.batches(self.data.train_x, round_idx, self.client_id)
+        else:
+            loader = batch_loader(self.data.train_x, t.batch_size, derive_seed(t.seed, round_idx, self.client_id, BATCH_STREAM))
         trainer.fit(module, train_dataloaders=loader)
         self.logger.step_offset += module.steps_taken  # the next round's curve continues here
         if t.keep_optimizer_state:
@@ -113,7 +123,8 @@ class Client:
             client_id=self.client_id,
             state=shared,
             n_samples=self.n_train,
-            train_loss=module.pop_mean_loss(),
+            # Under record-level DP the loss, an un-noised function of the records, stays here.
+            train_loss=math.nan if record_level else module.pop_mean_loss(),
         )
 
     def own_net(self, net: DAGMM) -> DAGMM:
@@ -128,9 +139,12 @@ class Client:
         """Sufficient statistics of this client's training records under ``net``."""
         return dataset_gmm_stats(self.own_net(net), self.data.train_x)
 
-    def shared_gmm_stats(self, net: DAGMM) -> GMMStats:
-        """The statistics this client sends for the federation's mixture: ``gmm_stats``, or
-        with differential privacy their normalised, clipped form (``privacy.clip_stats``)."""
+    def shared_gmm_stats(self, net: DAGMM, round_idx: int) -> GMMStats:
+        """The statistics this client sends for the federation's mixture under theta_``round_idx``:
+        ``gmm_stats``, with client-level DP their normalised, clipped form
+        (``privacy.clip_stats``), with record-level DP their noised form (``RecordLevelDP.noised_stats``)."""
+        if isinstance(self.privacy, RecordLevelDP):
+            return self.privacy.noised_stats(self.own_net(net), self.data.train_x, self.client_id, round_idx)
         stats = self.gmm_stats(net)
         return stats if self.privacy is None else clip_stats(stats, self.privacy.stats_clip_norm)
 

@@ -30,6 +30,7 @@ from fdagmm.detection.detector import MODEL_FILE, N_QUANTILES, Detector
 from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
 from fdagmm.federation.privacy import RELEASES_FILE, AdaptiveClipping, ClientLevelDP, DPFedAvg
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.rounds import sample_clients
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
@@ -115,14 +116,31 @@ def build_components(cfg: DictConfig, partitioner: Partitioner | FilesPartition)
     train_clients = trained_clients(cfg.method, partitioner.num_clients)
     privacy = build_privacy(cfg, len(train_clients))
     strategy = build(cfg.strategy)
-    return RunComponents(cfg, partitioner, strategy if privacy is None else DPFedAvg(strategy, privacy), privacy, train_clients)
+    client_level = privacy is not None and not isinstance(privacy, RecordLevelDP)
+    return RunComponents(cfg, partitioner, DPFedAvg(strategy, privacy) if client_level else strategy, privacy, train_clients)
 
 
-def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | None:
-    """The run's client-level differential privacy (``privacy=dp``), or None (``privacy=none``)."""
+def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | RecordLevelDP | None:
+    """The run's differential privacy: client-level (``privacy=dp``), record-level
+    (``privacy=record_dp``; each client's record count is set once known), or None (``privacy=none``)."""
     p = cfg.privacy
     if p.name == "none":
         return None
+    if p.name == "record_dp":
+        return RecordLevelDP(
+            clip_norm=p.clip_norm,
+            z_norm_bound=p.z_norm_bound,
+            stats_noise_multiplier=p.stats_noise_multiplier,
+            membership_weight=p.membership_weight,
+            delta=p.delta,
+            rounds=cfg.fed.rounds,
+            local_epochs=cfg.fed.local_epochs,
+            batch_size=cfg.data.batch_size,
+            seed=cfg.seed,
+            given_noise_multiplier=p.noise_multiplier,
+            target_epsilon=p.target_epsilon,
+            reproducible_noise=p.insecure_reproducible_noise,
+        )
     per_round = cfg.fed.clients_per_round or n_train_clients
     rounds = range(1, cfg.fed.rounds + 1)
     return ClientLevelDP(
@@ -161,8 +179,8 @@ class RunComponents:
 
     cfg: DictConfig
     partitioner: Partitioner | FilesPartition
-    strategy: Strategy  # the configured strategy, inside DP-FedAvg under differential privacy
-    privacy: ClientLevelDP | None
+    strategy: Strategy  # the configured strategy, inside DP-FedAvg under client-level differential privacy
+    privacy: ClientLevelDP | RecordLevelDP | None
     train_clients: list[int]  # the client ids whose training records the method uses
 
     @property
@@ -170,7 +188,7 @@ class RunComponents:
         return self.partitioner.num_clients
 
     @property
-    def stats_privacy(self) -> ClientLevelDP | None:
+    def stats_privacy(self) -> ClientLevelDP | RecordLevelDP | None:
         """The differential privacy the mixture statistics leave the clients under: only the
         global mixture's do (``fed.gmm_stats=local`` keeps each client's at home)."""
         return self.privacy if self.cfg.fed.gmm_stats == "global" else None
@@ -197,9 +215,9 @@ class RunComponents:
 
     def sample_round(self, clients: list[int], round_idx: int) -> list[int]:
         """The clients of ``clients`` that train in round ``round_idx`` (``rounds.sample_clients``):
-        Poisson under differential privacy, from the secure source unless
+        Poisson under client-level differential privacy, from the secure source unless
         ``privacy.insecure_reproducible_noise``."""
-        private = self.privacy is not None
+        private = self.privacy is not None and not isinstance(self.privacy, RecordLevelDP)
         secret = private and not self.privacy.reproducible_noise
         return sample_clients(clients, self.cfg.fed.clients_per_round, self.cfg.seed, round_idx, private, secret)
 
@@ -229,7 +247,9 @@ class RunComponents:
             "eval_client": cfg.method.eval_client,
         }
         privacy = self.privacy
-        if privacy is not None:
+        if isinstance(privacy, RecordLevelDP):
+            info["privacy"] = privacy.run_info()
+        elif privacy is not None:
             info["privacy"] = {
                 "mechanism": "dp-fedavg",
                 "epsilon": privacy.epsilon_after(cfg.fed.rounds),
@@ -253,7 +273,7 @@ class RunComponents:
             "partition": cfg.partition.name,
             "strategy": self.strategy.name,
             "privacy": cfg.privacy.name,
-            **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name == "dp" else {}),
+            **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name != "none" else {}),
             "seed": cfg.seed,
             "batch_size": cfg.data.batch_size,
             **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},

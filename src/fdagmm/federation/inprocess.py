@@ -15,16 +15,19 @@ from torch import Tensor, nn
 
 from fdagmm.federation.client import Client
 from fdagmm.federation.privacy import ClientLevelDP
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.rounds import federation_stats, require_min_clients, unusable_reason
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture, mixture_from_stats
 
 # Called after each round: (round, usable updates, left-out clients with why, sampled clients).
 RoundEnd = Callable[[int, list[ClientUpdate], dict[int, str], list[int]], None]
+# Under record-level DP: (round t, theta_{t-1}) -> the released mixture round t trains under.
+FrozenMixture = Callable[[int, nn.Module], GaussianMixture | None]
 
 
 def collect_updates(
-    clients: list[Client], global_state: dict[str, Tensor], round_idx: int, min_clients: int
+    clients: list[Client], global_state: dict[str, Tensor], round_idx: int, min_clients: int, frozen_mixture: GaussianMixture | None = None
 ) -> tuple[list[ClientUpdate], dict[int, str]]:
     """Every client's update; a client that raises or returns non-finite weights is left out.
 
@@ -34,7 +37,7 @@ def collect_updates(
     updates, rejected = [], {}
     for client in clients:
         try:
-            update = client.update(global_state, round_idx)
+            update = client.update(global_state, round_idx, frozen_mixture)
         except Exception as e:  # one organisation's failure must not end the federation
             rejected[client.client_id] = f"{type(e).__name__}: {e}"
             continue
@@ -55,23 +58,26 @@ def run_rounds(
     sample: Callable[[list[int], int], list[int]],
     on_round_end: RoundEnd,
     first_round: int = 1,
+    frozen_mixture: FrozenMixture | None = None,
 ) -> nn.Module:
-    """theta_{t+1} = strategy.aggregate(theta_t, ClientUpdate(k, theta_t) for k in
+    """theta_t = strategy.aggregate(theta_{t-1}, ClientUpdate(k, theta_{t-1}) for k in
     ``sample(clients, t)``), for t = first_round..rounds; ``on_round_end`` runs once
-    ``global_net`` holds the result."""
+    ``global_net`` holds the result. Under record-level DP, ``frozen_mixture(t, theta_{t-1})``
+    gives the mixture round t trains under."""
     for round_idx in range(first_round, rounds + 1):
         global_state = {k: v.detach().cpu().clone() for k, v in global_net.state_dict().items()}
         sampled = sample(list(clients), round_idx)
-        updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients)
+        mixture = None if frozen_mixture is None else frozen_mixture(round_idx, global_net)
+        updates, rejected = collect_updates([clients[k] for k in sampled], global_state, round_idx, min_clients, mixture)
         global_net.load_state_dict(strategy.aggregate(global_state, updates, round_idx))
         on_round_end(round_idx, updates, rejected, sampled)
     return global_net
 
 
-def released_mixture(net: DAGMM, clients: list[Client], privacy: ClientLevelDP | None, round_idx: int) -> GaussianMixture:
+def released_mixture(net: DAGMM, clients: list[Client], privacy: ClientLevelDP | RecordLevelDP | None, round_idx: int) -> GaussianMixture:
     """The scoring mixture from the statistics ``clients`` share after ``round_idx``: summed,
     or with differential privacy clipped and noised (``ClientLevelDP.release_stats``)."""
-    stats = [c.gmm_stats(net) if privacy is None else c.shared_gmm_stats(net) for c in clients]
+    stats = [c.gmm_stats(net) if privacy is None else c.shared_gmm_stats(net, round_idx) for c in clients]
     return mixture_from_stats(federation_stats(stats, privacy, round_idx))
 
 
@@ -84,7 +90,7 @@ def evaluate_global_model(
     threshold_refs: tuple[str, ...],
     device: torch.device,
     round_idx: int,
-    privacy: ClientLevelDP | None = None,
+    privacy: ClientLevelDP | RecordLevelDP | None = None,
     log_scores_at: int | None = None,
     released: GaussianMixture | None = None,
 ) -> tuple[GaussianMixture, dict[str, dict[str, float]]]:

@@ -103,16 +103,17 @@ def _gaussian(like: Tensor, std: float, generator: torch.Generator) -> Tensor:
     return torch.randn(like.shape, generator=generator, dtype=torch.float64) * std
 
 
-def valid_stats(s0: Tensor, s1: Tensor, s2: Tensor, n: int) -> GMMStats:
-    """Noised statistics made those of a mixture: component weights floored at
-    MIN_COMPONENT_WEIGHT, covariances symmetric positive semi-definite (eigenvalues clamped
-    at 0). Post-processing: it costs no privacy."""
-    s0 = s0.clamp_min(MIN_COMPONENT_WEIGHT)
+def valid_stats(s0: Tensor, s1: Tensor, s2: Tensor, n: int, min_weight: float = MIN_COMPONENT_WEIGHT, min_variance: Tensor | float = 0.0) -> GMMStats:
+    """Noised statistics made those of a mixture: component weights floored at ``min_weight``,
+    covariances symmetric with eigenvalues floored at ``min_variance`` (per component, or one
+    for all; 0: positive semi-definite). Post-processing: it costs no privacy."""
+    s0 = s0.clamp_min(min_weight)
     mu = s1 / s0[:, None]
     outer = mu[:, :, None] * mu[:, None, :]
     sigma = s2 / s0[:, None, None] - outer
     eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (sigma + sigma.mT))
-    sigma = eigenvectors @ torch.diag_embed(eigenvalues.clamp_min(0.0)) @ eigenvectors.mT
+    floor = torch.as_tensor(min_variance, dtype=eigenvalues.dtype).reshape(-1, 1)
+    sigma = eigenvectors @ torch.diag_embed(torch.maximum(eigenvalues, floor)) @ eigenvectors.mT
     return GMMStats(s0=s0, s1=s1, s2=s0[:, None, None] * (sigma + outer), n=n)
 
 
@@ -308,16 +309,19 @@ class DPFedAvg(Strategy):
         self.inner.load_state_dict(state)
 
 
-def epsilon(noise_multiplier: float, sample_rate: float, rounds: int, stats_releases: int, delta: float) -> float:
+def epsilon(
+    noise_multiplier: float, sample_rate: float, rounds: int, stats_releases: int, delta: float, stats_noise_multiplier: float | None = None
+) -> float:
     """(epsilon, delta)-DP's epsilon by Opacus's RDP analysis: ``rounds`` sampled Gaussian
-    mechanisms (z, q) composed with ``stats_releases`` unsampled ones (z, 1). RDP composes
-    by addition, so each mechanism's RDP is computed once and scaled by its count (what
-    Opacus's ``RDPAccountant`` does with its history)."""
+    mechanisms (z, q) composed with ``stats_releases`` unsampled ones (z_s, 1; z_s = z unless
+    ``stats_noise_multiplier``). RDP composes by addition, so each mechanism's RDP is
+    computed once and scaled by its count (what Opacus's ``RDPAccountant`` does with its history)."""
     from opacus.accountants.analysis.rdp import get_privacy_spent
 
     if rounds + stats_releases == 0:
         return 0.0
-    rdp = rounds * _rdp_of_one_step(sample_rate, noise_multiplier) + stats_releases * _rdp_of_one_step(1.0, noise_multiplier)
+    stats_z = noise_multiplier if stats_noise_multiplier is None else stats_noise_multiplier
+    rdp = rounds * _rdp_of_one_step(sample_rate, noise_multiplier) + stats_releases * _rdp_of_one_step(1.0, stats_z)
     with warnings.catch_warnings():
         # Opacus warns when the best order is at an end of RDP_ORDERS: the epsilon is still
         # a valid bound, only perhaps not the tightest.
@@ -335,13 +339,21 @@ def _rdp_of_one_step(sample_rate: float, noise_multiplier: float) -> np.ndarray:
 
 
 @functools.cache
-def solve_noise_multiplier(target_epsilon: float, sample_rate: float, rounds: int, stats_releases: int, delta: float) -> float:
+def solve_noise_multiplier(
+    target_epsilon: float, sample_rate: float, rounds: int, stats_releases: int, delta: float, stats_noise_multiplier: float | None = None
+) -> float:
     """The smallest z (to NOISE_TOLERANCE) with epsilon(z) <= target_epsilon, by bisection:
-    epsilon falls as z grows."""
+    epsilon falls as z grows. With a fixed ``stats_noise_multiplier`` the statistics' share
+    is spent whatever z: a target it alone exceeds is a ConfigError."""
 
     def eps(z: float) -> float:
-        return epsilon(z, sample_rate, rounds, stats_releases, delta)
+        return epsilon(z, sample_rate, rounds, stats_releases, delta, stats_noise_multiplier)
 
+    if stats_noise_multiplier is not None and (floor := epsilon(1e4, sample_rate, rounds, stats_releases, delta, stats_noise_multiplier)) > target_epsilon:
+        raise ConfigError(
+            f"privacy.target_epsilon={target_epsilon}: the mixture statistics alone spend {floor:.3g} "
+            f"(privacy.stats_noise_multiplier={stats_noise_multiplier}): raise the target or stats_noise_multiplier"
+        )
     if eps(MIN_NOISE) <= target_epsilon:
         return MIN_NOISE
     low, high = MIN_NOISE, 1.0

@@ -4,6 +4,7 @@ round records, and which clients' statistics form the scoring mixture."""
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from fdagmm.errors import FdagmmError
 from fdagmm.federation.privacy import ClientLevelDP
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.strategies import ClientUpdate
 from fdagmm.models.dagmm import GMMStats
 from fdagmm.seeding import SAMPLING_STREAM, derive_seed
@@ -61,9 +63,10 @@ def require_min_clients(round_idx: int, n_usable: int, n_clients: int, rejected:
 def round_record(
     updates: list[ClientUpdate], rejected: dict[int, str], sampled: list[int], n_train_clients: int
 ) -> tuple[dict[str, float], dict[str, object]]:
-    """A round's training losses per client and the extra entries of its history record:
-    the sampled clients (when not every client trains) and the clients left out, with why."""
-    losses = {f"client{u.client_id}": u.train_loss for u in updates}
+    """A round's training losses per client (those sent: none under record-level DP) and the
+    extra entries of its history record: the sampled clients (when not every client trains)
+    and the clients left out, with why."""
+    losses = {f"client{u.client_id}": u.train_loss for u in updates if not math.isnan(u.train_loss)}
     extra: dict[str, object] = {}
     if len(sampled) < n_train_clients:
         extra["sampled_clients"] = list(sampled)
@@ -78,7 +81,8 @@ def mixture_clients(gmm_stats: str, eval_client: int, train_clients: list[int]) 
     return [eval_client] if gmm_stats == "local" else list(train_clients)
 
 
-def federation_stats(stats: list[GMMStats], privacy: ClientLevelDP | None, round_idx: int) -> GMMStats:
+def federation_stats(stats: list[GMMStats], privacy: ClientLevelDP | RecordLevelDP | None, round_idx: int) -> GMMStats:
     """The federation's mixture statistics from those its clients sent after ``round_idx``:
-    their sum, or under differential privacy their clipped contributions summed and noised."""
+    their sum, under client-level DP their clipped contributions summed and noised, under
+    record-level DP their noised statistics summed and made valid."""
     return sum(stats[1:], stats[0]) if privacy is None else privacy.release_stats(stats, round_idx)

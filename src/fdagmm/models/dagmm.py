@@ -188,21 +188,37 @@ def _cholesky_with_jitter_on_device(sigma: Tensor, jitter: float, max_tries: int
     return torch.where(factors_all.any(), factor, torch.full_like(factor, math.nan))
 
 
-def sample_energy(z: Tensor, mixture: GaussianMixture, jitter: float) -> Tensor:
-    """E(z) = -log sum_k phi_k N(z; mu_k, Sigma_k), per sample, in float64.
+@dataclass
+class PreparedMixture:
+    """A fixed mixture made ready for energies: log weights, means, and the Cholesky factors
+    and log-determinants of its covariances (factored once, outside any per-record map)."""
 
-    Cholesky factor, triangular solve for the Mahalanobis term, log-determinant from the
-    factor's diagonal and logsumexp over components: no explicit inverse or determinant.
-    """
-    z = z.double()
+    log_phi: Tensor  # (K,)
+    mu: Tensor  # (K, d)
+    factor: Tensor  # (K, d, d) lower-triangular
+    log_det: Tensor  # (K,)
+
+
+def prepare_mixture(mixture: GaussianMixture, jitter: float) -> PreparedMixture:
     factor = cholesky_with_jitter(mixture.sigma, jitter)  # (K, d, d)
+    log_det = 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return PreparedMixture(mixture.phi.clamp_min(TINY).log(), mixture.mu, factor, log_det)
+
+
+def log_joint(z: Tensor, mixture: PreparedMixture) -> Tensor:
+    """log phi_k + log N(z_i; mu_k, Sigma_k), (N, K), in float64: a triangular solve for the
+    Mahalanobis term, no explicit inverse or determinant."""
+    z = z.double()
     centred = (z[None, :, :] - mixture.mu[:, None, :]).mT  # (K, d, N)
-    solved = torch.linalg.solve_triangular(factor, centred, upper=False)  # (K, d, N)
+    solved = torch.linalg.solve_triangular(mixture.factor, centred, upper=False)  # (K, d, N)
     mahalanobis = solved.square().sum(dim=1).T  # (N, K)
-    log_det = 2.0 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
     d = z.shape[1]
-    log_density = -0.5 * (d * math.log(2 * math.pi) + log_det + mahalanobis)
-    return -torch.logsumexp(mixture.phi.clamp_min(TINY).log() + log_density, dim=1)
+    return mixture.log_phi - 0.5 * (d * math.log(2 * math.pi) + mixture.log_det + mahalanobis)
+
+
+def sample_energy(z: Tensor, mixture: GaussianMixture, jitter: float) -> Tensor:
+    """E(z) = -log sum_k phi_k N(z; mu_k, Sigma_k), per sample, in float64."""
+    return -torch.logsumexp(log_joint(z, prepare_mixture(mixture, jitter)), dim=1)
 
 
 def covariance_penalty(sigma: Tensor) -> Tensor:
@@ -233,3 +249,21 @@ def dagmm_objective(
 def training_loss(net: DAGMM, x: Tensor, lambda_energy: float, lambda_cov: float, cov_jitter: float) -> DAGMMLoss:
     """The objective of ``net`` on the batch ``x``."""
     return dagmm_objective(x, net(x), lambda_energy, lambda_cov, cov_jitter)
+
+
+def frozen_mixture_objective(
+    x: Tensor, out: DAGMMOutput, mixture: PreparedMixture | None, lambda_energy: float, membership_weight: float
+) -> Tensor:
+    """Per record: ||x - x'||^2 + lambda_energy * E(z; mixture) + membership_weight * H(r, gamma),
+    under a fixed ``mixture`` (record-level differential privacy), so that each record's loss
+    depends on that record alone. The mixture takes no gradient, so the covariance penalty
+    is a constant and drops out, and the estimation network learns from its own target: the
+    cross-entropy H to the mixture's posterior memberships r of z (an E-step). Without a
+    mixture (a federation's first round), the reconstruction alone."""
+    if mixture is None:
+        return out.squared_error
+    joint = log_joint(out.z, mixture)  # (N, K)
+    energy = -torch.logsumexp(joint, dim=1)
+    memberships = torch.softmax(joint.detach(), dim=1)
+    cross_entropy = -(memberships * out.gamma.double().clamp_min(TINY).log()).sum(dim=1)
+    return out.squared_error + (lambda_energy * energy + membership_weight * cross_entropy).to(out.squared_error.dtype)

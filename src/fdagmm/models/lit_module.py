@@ -13,6 +13,7 @@ from torch import Tensor
 
 from fdagmm.models.cuda_graph import CapturedTrainingStep
 from fdagmm.models.dagmm import DAGMM, DAGMMLoss, training_loss
+from fdagmm.models.dp_sgd import PrivateStep
 
 # A term added to the objective, computed from the network (FedProx's proximal term).
 Penalty = Callable[[DAGMM], Tensor]
@@ -51,7 +52,8 @@ class DAGMMLitModule(pl.LightningModule):
     round) sets ``first_epoch``, the schedule's epoch at its own first epoch, and may set
     ``initial_optimizer_state``, the state its optimiser starts from (a federated client's
     own, from its previous round); with ``keep_optimizer_state`` set, ``final_optimizer_state``
-    is the state it ends with.
+    is the state it ends with. ``private_step``, set for one fit under record-level
+    differential privacy, replaces the objective's gradient with DP-SGD's (manual optimisation).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class DAGMMLitModule(pl.LightningModule):
         self.final_optimizer_state: dict[str, Any] | None = None
         self._captured: CapturedTrainingStep | None = None
         self.penalty: Penalty | None = None
+        self.private_step: PrivateStep | None = None
         self.steps_taken = 0  # optimiser steps so far: the logged losses' step
         # Running sum of the loss since the last ``pop_mean_loss``, and the logged steps' losses
         # (written at the epoch's end), kept on the device: a step never waits for the host.
@@ -106,7 +109,9 @@ class DAGMMLitModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
-        if self._captures():
+        if self.private_step is not None:
+            self.automatic_optimization = False  # the step sets the parameters' gradients itself
+        elif self._captures():
             self.automatic_optimization = False  # the captured step runs backward and the update itself
             lambdas = (self.lambda_energy, self.lambda_cov, self.cov_jitter)
             self._captured = CapturedTrainingStep(
@@ -123,6 +128,9 @@ class DAGMMLitModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor], batch_idx: int) -> Tensor | None:
         (x,) = batch
+        if self.private_step is not None:
+            self._private_step(x)
+            return None
         if self._captured is not None:
             self._note_losses(self._captured(x))
             return None
@@ -130,8 +138,27 @@ class DAGMMLitModule(pl.LightningModule):
         self._note_losses(torch.stack([loss.total.detach(), loss.reconstruction, loss.energy, loss.cov_penalty]))
         return loss.total if self.penalty is None else loss.total + self.penalty(self.net)
 
+    def _private_step(self, x: Tensor) -> None:
+        """DP-SGD: the noised mean of the clipped per-record gradients; a strategy's penalty
+        (a function of the weights, not of any record) adds its own gradient."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        gradients = self.private_step.gradient(self.net, x)
+        for name, parameter in self.net.named_parameters():
+            parameter.grad = gradients[name].to(parameter.dtype)
+        if self.penalty is not None:
+            self.manual_backward(self.penalty(self.net))
+        optimizer.step()
+        self._note_losses(self.private_step.losses(self.net, x))  # train/loss and train/reconstruction
+
+    def on_train_epoch_start(self) -> None:
+        # Manual optimisation steps no scheduler: a cosine schedule moves on once an epoch here.
+        if self.private_step is not None and self.current_epoch > 0 and (scheduler := self.lr_schedulers()) is not None:
+            scheduler.step()
+
     def _note_losses(self, losses: Tensor) -> None:
-        """Count a step and its losses (total, reconstruction, energy, covariance penalty)."""
+        """Count a step and its losses (total, reconstruction, energy, covariance penalty; the
+        first two under DP-SGD)."""
         # Straight to the logger every log_every_n_steps steps, at the epoch's end: on a CPU,
         # self.log's bookkeeping costs about a quarter of this small model's training step.
         if self.logger is not None and self.steps_taken % self.trainer.log_every_n_steps == 0:

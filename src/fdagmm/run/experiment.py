@@ -36,7 +36,9 @@ from fdagmm.federation.components import (
     planned_training_steps,
     prepare_process,
 )
-from fdagmm.federation.inprocess import evaluate_every_client, evaluate_global_model, run_rounds
+from fdagmm.federation.inprocess import FrozenMixture, evaluate_every_client, evaluate_global_model, released_mixture, run_rounds
+from fdagmm.federation.privacy import ClientLevelDP
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.rounds import mixture_clients, round_record
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.models.lit_module import DAGMMLitModule
@@ -174,14 +176,24 @@ def _train_inprocess(run: RunComponents, dataset: ConnectionDataset) -> dict[str
     )
     module = training.build_module()
     run.check_model(module.net)
-    if run.privacy is not None and not cfg.fed.resume:  # a run dir reused: an earlier run's releases are not this one's
+    if isinstance(run.privacy, ClientLevelDP) and not cfg.fed.resume:  # a run dir reused: an earlier run's releases are not this one's
         run.privacy.releases_path.unlink(missing_ok=True)
     clients = [run.client(data, training) for data in datamodule.clients]
+    if isinstance(run.privacy, RecordLevelDP):
+        run.privacy.with_sizes({k: clients[k].n_train for k in train_clients})
     gmm_clients = mixture_clients(cfg.fed.gmm_stats if cfg.method.federated else "global", cfg.method.eval_client, train_clients)
 
-    # Each round's scoring mixture, released once: the final evaluation reuses the last round's
-    # (a second release would cost privacy, and under secret noise differ from the first).
+    # Each round's mixture, released once: the final evaluation reuses the last round's, and
+    # under record-level DP round t+2 trains under round t's (a second release would cost
+    # privacy, and under secret noise differ from the first).
     mixtures: dict[int, GaussianMixture] = {}
+
+    def frozen_mixture(round_idx: int, net: DAGMM) -> GaussianMixture | None:
+        """Record-level DP's pipeline (``federation.record_privacy``): the clients release their
+        statistics under theta_{t-1}, and round t trains under the mixture of theta_{t-2}."""
+        if round_idx - 1 not in mixtures:
+            mixtures[round_idx - 1] = released_mixture(net, [clients[k] for k in gmm_clients], run.stats_privacy, round_idx - 1)
+        return mixtures.get(round_idx - 2)
 
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         mixture, metrics = evaluate_global_model(
@@ -199,7 +211,10 @@ def _train_inprocess(run: RunComponents, dataset: ConnectionDataset) -> dict[str
         rounds.record(round_idx, train_losses, metrics, **extra)
 
     if cfg.method.federated:
-        _train_federated(run, module.net, {k: clients[k] for k in train_clients}, rounds, on_round_end)
+        _train_federated(
+            run, module.net, {k: clients[k] for k in train_clients}, rounds, on_round_end,
+            frozen_mixture if isinstance(run.privacy, RecordLevelDP) else None,
+        )  # fmt: skip
     else:
         # Centralised baselines train as many epochs as the federation does (rounds x local
         # epochs) with one optimiser, and are evaluated at the same points.
@@ -237,6 +252,7 @@ def _train_federated(
     clients: dict[int, Client],
     rounds: RoundLog,
     on_round_end: Callable[..., None],
+    frozen_mixture: FrozenMixture | None = None,
 ) -> None:
     """The federation's rounds, with a checkpoint after each."""
     cfg, strategy = run.cfg, run.strategy
@@ -272,7 +288,7 @@ def _train_federated(
             ),
         )
 
-    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, run.sample_round, round_end, first_round)
+    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, run.sample_round, round_end, first_round, frozen_mixture)
 
 
 def _short(counts: dict[str, dict[str, int]], shown: int = 4, shared_test: bool = False) -> str:

@@ -191,7 +191,7 @@ def _dp_cfg(*overrides):
         (["privacy.noise_multiplier=null"], "exactly one of privacy.noise_multiplier and privacy.target_epsilon"),
         (["privacy.delta=0.05"], "use a delta below 1/20"),
         (["eval.compare_threshold_refs=true"], "with privacy=dp use eval.threshold_ref=own"),
-        (["privacy.name=laplace"], "privacy must be none or dp"),
+        (["privacy.name=laplace"], "privacy must be one of none, dp, record_dp"),
         (["privacy.clip_norm=0"], "privacy.clip_norm must be > 0"),
         (["privacy.adaptive_clipping=true", "privacy.noise_multiplier=2"], "needs privacy.clipped_count_stddev above 2.0/2 (it is 1)"),
         (["privacy.adaptive_clipping=true", "fed.clients_per_round=5"], "(it is 0.25): raise it, or fed.clients_per_round"),

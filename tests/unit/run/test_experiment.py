@@ -253,18 +253,20 @@ def test_an_unknown_lr_schedule_is_a_config_error(synthetic_file, tmp_path):
 
 
 DP_RUN = ("partition=iid", "partition.num_clients=4", "fed.clients_per_round=2", "fed.rounds=2", "privacy=dp", "privacy.delta=0.1")
+RECORD_DP_RUN = ("partition=iid", "partition.num_clients=2", "fed.rounds=2", "privacy=record_dp")
 
 
-def test_dp_noise_and_sampling_are_secret_by_default_and_the_same_only_when_named_insecure(synthetic_file, tmp_path, caplog):
+@pytest.mark.parametrize("setting", [DP_RUN, RECORD_DP_RUN], ids=["client-level", "record-level"])
+def test_dp_noise_and_sampling_are_secret_by_default_and_the_same_only_when_named_insecure(synthetic_file, tmp_path, caplog, setting):
     """Two runs of one config and seed: different noise by default (the same seed would let any
-    client regenerate it), the same noise and clients under the loudly named option, which the
-    log, metrics.json and TensorBoard's hparams mark as not private."""
+    client regenerate it), the same noise and clients (or batches) under the loudly named
+    option, which the log, metrics.json and TensorBoard's hparams mark as not private."""
     runs = {}
     for name, extra in [("a", ()), ("b", ()), ("c", ("privacy.insecure_reproducible_noise=true",)),
                         ("d", ("privacy.insecure_reproducible_noise=true",))]:  # fmt: skip
         with caplog.at_level("WARNING", logger="fdagmm"):
             caplog.clear()
-            runs[name] = train(_cfg(synthetic_file, tmp_path / name, *DP_RUN, *extra))
+            runs[name] = train(_cfg(synthetic_file, tmp_path / name, *setting, *extra))
             runs[name]["warned"] = "NOT PRIVATE" in caplog.text
         runs[name]["weights"] = torch.load(tmp_path / name / "model.pt", weights_only=True)["net_state"]
     secret, insecure = (runs["a"], runs["b"]), (runs["c"], runs["d"])
@@ -276,8 +278,58 @@ def test_dp_noise_and_sampling_are_secret_by_default_and_the_same_only_when_name
     from fdagmm.config import build
     from fdagmm.federation.components import build_components  # its hparams: what TensorBoard's HParams tab shows
 
-    cfg = _cfg(synthetic_file, tmp_path / "c", *DP_RUN, "privacy.insecure_reproducible_noise=true")
+    cfg = _cfg(synthetic_file, tmp_path / "c", *setting, "privacy.insecure_reproducible_noise=true")
     assert build_components(cfg, build(cfg.partition)).hparams()["privacy/insecure_reproducible_noise"] is True
+
+
+def test_under_record_dp_round_t_trains_under_the_mixture_released_from_theta_t_minus_2(synthetic_file, tmp_path, monkeypatch):
+    """The pipeline both backends run: every client releases its noised statistics under each
+    theta_s (s = 0..R) once; round 1 trains without a mixture, round t under the sum released
+    for theta_{t-2}; no training loss leaves a client; each round's epsilon is the accountant's
+    largest over the clients."""
+    from fdagmm.federation.client import Client
+    from fdagmm.federation.privacy import epsilon
+    from fdagmm.federation.record_privacy import RecordLevelDP
+    from fdagmm.models.dagmm import mixture_from_stats
+
+    releases, released, trained_under, sent = [], {}, {}, []
+    noised_stats, release_stats, update = RecordLevelDP.noised_stats, RecordLevelDP.release_stats, Client.update
+
+    def spy_noised(self, net, x, client_id, round_idx):
+        releases.append((round_idx, client_id))
+        return noised_stats(self, net, x, client_id, round_idx)
+
+    def spy_release(self, stats, round_idx):
+        released[round_idx] = release_stats(self, stats, round_idx)
+        return released[round_idx]
+
+    def spy_update(self, global_state, round_idx, frozen_mixture=None):
+        trained_under[(round_idx, self.client_id)] = frozen_mixture
+        result = update(self, global_state, round_idx, frozen_mixture)
+        sent.append(result)
+        return result
+
+    monkeypatch.setattr(RecordLevelDP, "noised_stats", spy_noised)
+    monkeypatch.setattr(RecordLevelDP, "release_stats", spy_release)
+    monkeypatch.setattr(Client, "update", spy_update)
+    payload = train(_cfg(synthetic_file, tmp_path, "partition=iid", "partition.num_clients=2", "fed.rounds=3", "privacy=record_dp",
+                         "eval.every_n_rounds=2"))  # fmt: skip
+    assert sorted(releases) == [(s, k) for s in range(4) for k in (0, 1)]  # each theta_s once per client, evaluated or not
+    assert trained_under[(1, 0)] is None and trained_under[(1, 1)] is None
+    for t in (2, 3):
+        expected = mixture_from_stats(released[t - 2])
+        for k in (0, 1):
+            assert torch.equal(trained_under[(t, k)].mu, expected.mu) and torch.equal(trained_under[(t, k)].sigma, expected.sigma)
+    assert all(np.isnan(u.train_loss) for u in sent)
+    assert not any(key.startswith("train/") for h in payload["history"] for key in h)
+    sizes = {k: payload["partition"][f"client{k}"]["n_train"] for k in (0, 1)}
+    steps = {k: -(-n // 256) for k, n in sizes.items()}  # data.batch_size=256, one local epoch
+    for h in payload["history"]:
+        t = h["round"]
+        by_client = {k: epsilon(1.0, 256 / n, t * steps[k], t + 1, 1e-6, 50.0) for k, n in sizes.items()}
+        assert {k: h[f"privacy/epsilon/client{k}"] for k in sizes} == by_client and h["privacy/epsilon"] == max(by_client.values())
+    assert payload["privacy"]["mechanism"] == "record-level dp-sgd"
+    assert payload["privacy"]["epsilon"] == max(payload["privacy"]["epsilon_by_client"].values()) == payload["history"][-1]["privacy/epsilon"]
 
 
 def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monkeypatch):
@@ -351,7 +403,7 @@ def test_with_kept_optimiser_states_each_clients_later_rounds_start_from_its_own
     assert started_from == [False, False] + [keep] * 4  # two clients: fresh in round 1, then their own state if kept
 
 
-@pytest.mark.parametrize("overrides", [("strategy=fedadam", "fed.rounds=2"), DP_RUN], ids=["plain", "dp"])
+@pytest.mark.parametrize("overrides", [("strategy=fedadam", "fed.rounds=2"), DP_RUN, RECORD_DP_RUN], ids=["plain", "dp", "record-dp"])
 def test_a_run_builds_its_partitioner_strategy_and_privacy_mechanism_once(synthetic_file, tmp_path, monkeypatch, overrides):
     """The composition root builds what the config chooses once and passes it down."""
     from fdagmm import config

@@ -10,7 +10,8 @@ A message for round t may carry, in this order:
 2. ``stats``: the GMM sufficient statistics of this client's training records under the
    incoming global model theta_{t-1} (clipped under differential privacy), the evaluation
    of round t-1;
-3. ``train``: ClientUpdate(k, theta_{t-1}), the round's local training. A failure here is
+3. ``train``: ClientUpdate(k, theta_{t-1}), the round's local training (under record-level
+   DP, under the mixture of ``frozen-stats``, the federation's statistics of theta_{t-2}). A failure here is
    reported in the reply (``train-error``) and leaves the client out of the round, as in
    process; a failure in 1 or 2 fails the message.
 
@@ -22,6 +23,7 @@ the statistics before this round's training, and the test with a copy kept for i
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 
@@ -83,7 +85,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
         net = _net(client, msg.content["arrays"])
         # Only the global mixture's statistics are released under differential privacy; with
         # fed.gmm_stats=local the evaluated client's own come back to it unchanged, as in process.
-        stats = client.shared_gmm_stats(net) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
+        stats = client.shared_gmm_stats(net, int(config["server-round"]) - 1) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
         reply["gmm-stats"] = gmm_stats_record(stats)
     marks["evaluated"] = time.time()
 
@@ -92,13 +94,15 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
             context.state[TEST_PERSONAL_KEY] = ArrayRecord(personal)
             context.state[TEST_ROUND_KEY] = MetricRecord({"round": int(config["server-round"]) - 1})
         try:
-            update = client.update(msg.content["arrays"].to_torch_state_dict(), int(config["server-round"]))
+            frozen = mixture_from_stats(gmm_stats_from_record(msg.content["frozen-stats"])) if "frozen-stats" in msg.content else None
+            update = client.update(msg.content["arrays"].to_torch_state_dict(), int(config["server-round"]), frozen)
         except Exception as e:  # one organisation's failure leaves it out of the round, as in process
             reply["train-error"] = ConfigRecord({"reason": f"{type(e).__name__}: {e}"})
         else:
             reply["arrays"] = ArrayRecord(update.state)
             reply["metrics"]["num-examples"] = update.n_samples
-            reply["metrics"]["train-loss"] = update.train_loss
+            if not math.isnan(update.train_loss):  # under record-level DP the loss stays here
+                reply["metrics"]["train-loss"] = update.train_loss
             context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
             if client.personal_state:
                 context.state[PERSONAL_KEY] = ArrayRecord(client.personal_state)

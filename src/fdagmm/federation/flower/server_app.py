@@ -16,6 +16,7 @@ answered, and how long each ClientApp spent on each part (``make bench``).
 from __future__ import annotations
 
 import json
+import math
 
 import logging
 import time
@@ -55,6 +56,8 @@ from fdagmm.federation.rounds import (
     round_record,
     unusable_reason,
 )
+from fdagmm.federation.privacy import ClientLevelDP
+from fdagmm.federation.record_privacy import RecordLevelDP
 from fdagmm.federation.strategies import ClientUpdate
 from fdagmm.tracking import RoundLog, write_json_atomic, write_results
 
@@ -89,7 +92,9 @@ class FdagmmRounds:
 
     Message t (t = 1..R) carries theta_{t-1}: the sampled clients train from it (the run's
     ``Strategy`` aggregates their updates into theta_t, exactly as in process); after an
-    evaluated round t-1 the mixture clients report their GMM statistics under it; and after
+    evaluated round t-1 (under record-level DP, after every round, and theta_0 in message 1)
+    the mixture clients report their GMM statistics under it, and under record-level DP the
+    trainers also get the federation's statistics of theta_{t-2}, the mixture they train under; and after
     an evaluated round t-2 the evaluated client measures its test set under theta_{t-2}
     with the summed statistics of the previous message. Two messages after the last round
     finish the evaluation (statistics under theta_R, then every client's test). So a round
@@ -110,6 +115,7 @@ class FdagmmRounds:
         self.grid = grid
         self.strategy = run.strategy
         self.stats_privacy = run.stats_privacy
+        self.record_level = isinstance(run.privacy, RecordLevelDP)
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
         self.scaling = scaling  # the federation's scaling, sent with every message
@@ -137,11 +143,13 @@ class FdagmmRounds:
     def message(self, t: int, total: int) -> None:
         """Message t: train round t, statistics of round t-1, test of round t-2 (where due)."""
         evaluated = [s for s in (t - 1, t - 2) if 1 <= s <= total and self.rounds.evaluates(s)]
-        stats_round = t - 1 if t - 1 in evaluated else 0
+        # Under record-level DP every client releases its statistics under every theta_s, s = 0..R:
+        # round t trains under the mixture of theta_{t-2} (``federation.record_privacy``).
+        stats_round = t - 1 if t - 1 in evaluated or (self.record_level and t - 1 <= total) else None
         test_round = t - 2 if t - 2 in evaluated else 0
         eval_client = self.cfg.method.eval_client
         trainers = self.sample(self.train_clients, t) if t <= total else []
-        stats_clients = self.mixture_clients if stats_round else []
+        stats_clients = self.mixture_clients if stats_round is not None else []
         testers = self.tested if test_round == total else [eval_client] if test_round else []
         final = test_round == total
         messages = []
@@ -155,12 +163,14 @@ class FdagmmRounds:
                     "final": final,
                     "own-mixture": final and self.cfg.fed.gmm_stats == "local",
                     # The evaluated client keeps its personal layers for round t-1's test.
-                    "keep-personal": k == eval_client and k in trainers and stats_round > 0,
+                    "keep-personal": k == eval_client and k in trainers and t - 1 in evaluated,
                 }
             )
             content = RecordDict({"config": config, "scaling": self.scaling})
             if k in trainers or k in stats_clients:
                 content["arrays"] = ArrayRecord(self.states[t - 1])
+            if k in trainers and t - 2 in self.mixture_stats and self.record_level:
+                content["frozen-stats"] = self.mixture_stats[t - 2]
             if k in testers:
                 content["test-arrays"] = ArrayRecord(self.states[test_round])
                 if test_round in self.mixture_stats:
@@ -194,7 +204,7 @@ class FdagmmRounds:
                 self.final = by_client[eval_client]
                 self.per_client = {f"client{k}": m for k, m in sorted(by_client.items())}
             del self.states[test_round]
-        if stats_round:
+        if stats_round is not None:
             stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
             self.mixture_stats[stats_round] = gmm_stats_record(federation_stats(stats, self.stats_privacy, stats_round))
         if t <= total:  # under Poisson sampling a round may have no trainer: the noise alone moves theta
@@ -221,7 +231,7 @@ class FdagmmRounds:
                     client_id=k,
                     state=msg.content["arrays"].to_torch_state_dict(),
                     n_samples=int(metrics["num-examples"]),
-                    train_loss=float(metrics["train-loss"]),
+                    train_loss=float(metrics["train-loss"]) if "train-loss" in metrics else math.nan,  # none under record-level DP
                 )
                 if reason := unusable_reason(update):
                     rejected[k] = reason
@@ -305,8 +315,10 @@ def main(grid: Grid, context: Context) -> None:
         scaling = federation_scaling(cfg.data.scaling, schema, lambda: [stats[k] for k in run.train_clients])
         net = build_local_training(cfg, FeatureEncoder(scaling, schema).dim).build_module().net
         run.check_model(net)
-        if run.privacy is not None:  # a Flower run never resumes: its releases start here
+        if isinstance(run.privacy, ClientLevelDP):  # a Flower run never resumes: its releases start here
             run.privacy.releases_path.unlink(missing_ok=True)
+        elif isinstance(run.privacy, RecordLevelDP):
+            run.privacy.with_sizes({k: counts[f"client{k}"]["n_train"] for k in run.train_clients})
         tested = tested_clients(counts, schema.labelled)
         loop = FdagmmRounds(run, grid, node_of, scaling_record(scaling), rounds, tested)
         loop.run({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
