@@ -118,10 +118,10 @@ def test_a_client_whose_training_fails_is_left_out_as_in_process(kdd_tiny, tmp_p
     """Its reply still carries the evaluation parts; the round goes on without its update."""
     update = Client.update
 
-    def failing(self, global_state, round_idx):
+    def failing(self, global_state, round_idx, frozen_mixture=None):
         if self.client_id == 1 and round_idx == 2:
             raise RuntimeError("disk full")
-        return update(self, global_state, round_idx)
+        return update(self, global_state, round_idx, frozen_mixture)
 
     monkeypatch.setattr(Client, "update", failing)
     metrics = _assert_backends_agree(tmp_path, f"data.train_path={kdd_tiny}", "scenario=s4", "fed.rounds=3")

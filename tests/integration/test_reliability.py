@@ -74,14 +74,14 @@ def test_batch_larger_than_a_client_training_set_trains_in_one_batch(kdd_slice, 
 def _failing(client_id, round_idx, failure):
     original = Client.update
 
-    def update(self, global_state, r):
+    def update(self, global_state, r, frozen_mixture=None):
         if self.client_id == client_id and r == round_idx:
             if failure == "raise":
                 raise RuntimeError("disk full")
-            result = original(self, global_state, r)
+            result = original(self, global_state, r, frozen_mixture)
             result.state["encoder.0.weight"][0, 0] = float("nan")
             return result
-        return original(self, global_state, r)
+        return original(self, global_state, r, frozen_mixture)
 
     return update
 
