@@ -134,14 +134,18 @@ class RecordLevelDP:
             generator=self.generator(round_idx, client_id, GRADIENT_NOISE_STREAM),
         )
 
+    @property
+    def stats_noise_std(self) -> float:
+        """The standard deviation of the noise on each entry of one client's statistics."""
+        return self.stats_noise_multiplier * stats_sensitivity(self.z_norm_bound)
+
     def noised_stats(self, net: DAGMM, x: Tensor, client_id: int, round_idx: int) -> GMMStats:
         """A client's statistics of its records ``x`` under theta_``round_idx``, codes clipped to
         B, each entry noised with N(0, (z_s * sqrt(1 + B^2 + B^4))^2) before it leaves."""
         z, gamma = latent(net, x)
         stats = gmm_sufficient_stats(clip_rows(z, self.z_norm_bound), gamma)
         generator = self.generator(round_idx, client_id, RECORD_STATS_NOISE_STREAM)
-        std = self.stats_noise_multiplier * stats_sensitivity(self.z_norm_bound)
-        noised = (t + torch.randn(t.shape, generator=generator, dtype=torch.float64) * std for t in (stats.s0, stats.s1, stats.s2))
+        noised = (t + torch.randn(t.shape, generator=generator, dtype=torch.float64) * self.stats_noise_std for t in (stats.s0, stats.s1, stats.s2))
         return GMMStats(*noised, n=stats.n)
 
     def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
@@ -154,9 +158,9 @@ class RecordLevelDP:
         which would make every record's energy in it enormous. Post-processing: the server
         adds nothing."""
         summed = sum(stats[1:], stats[0])
-        noise_std = self.stats_noise_multiplier * stats_sensitivity(self.z_norm_bound) * math.sqrt(len(stats))
+        noise_std = self.stats_noise_std * math.sqrt(len(stats))  # of the sum's entries
         weight = summed.s0.clamp_min(noise_std)
-        return valid_stats(weight, summed.s1, summed.s2, summed.n, min_weight=noise_std, min_variance=noise_std / weight)
+        return valid_stats(weight, summed.s1, summed.s2, summed.n, min_variance=noise_std / weight)
 
     def run_info(self) -> dict[str, object]:
         """What metrics.json says of the mechanism: every training client's epsilon after the run."""

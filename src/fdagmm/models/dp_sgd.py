@@ -17,17 +17,21 @@ from torch.func import functional_call, grad, vmap
 from fdagmm.models.dagmm import DAGMM, PreparedMixture, frozen_mixture_objective
 
 
-def per_record_gradients(net: DAGMM, x: Tensor, mixture: PreparedMixture | None, lambda_energy: float, membership_weight: float) -> dict[str, Tensor]:
-    """The gradient of each record's loss, per parameter: (N, *shape). Dropout draws
-    differently for every record, as in a batch."""
+def per_record_gradients(
+    net: DAGMM, x: Tensor, mixture: PreparedMixture | None, lambda_energy: float, membership_weight: float
+) -> tuple[dict[str, Tensor], Tensor]:
+    """The gradient of each record's loss, per parameter: (N, *shape); and each record's loss
+    and squared reconstruction error, (N, 2), from the same forward pass (for the client's own
+    log). Dropout draws differently for every record, as in a batch."""
     params = {k: v.detach() for k, v in net.named_parameters()}
     buffers = dict(net.named_buffers())
 
-    def loss(p: dict[str, Tensor], row: Tensor) -> Tensor:
+    def loss(p: dict[str, Tensor], row: Tensor) -> tuple[Tensor, Tensor]:
         out = functional_call(net, (p, buffers), (row[None],))
-        return frozen_mixture_objective(row[None], out, mixture, lambda_energy, membership_weight)[0]
+        total = frozen_mixture_objective(row[None], out, mixture, lambda_energy, membership_weight)[0]
+        return total, torch.stack([total, out.squared_error[0]]).detach()
 
-    return vmap(grad(loss), in_dims=(None, 0), randomness="different")(params, x)
+    return vmap(grad(loss, has_aux=True), in_dims=(None, 0), randomness="different")(params, x)
 
 
 def clipped_sum(gradients: dict[str, Tensor], clip_norm: float) -> dict[str, Tensor]:
@@ -50,24 +54,19 @@ class PrivateStep:
     expected_batch: float
     generator: torch.Generator  # on the CPU; the noise moves to the parameters' device
 
-    def gradient(self, net: DAGMM, x: Tensor) -> dict[str, Tensor]:
-        """(sum_i clip(g_i) + N(0, (z C)^2 I)) / expected batch, per parameter. An empty batch
-        (Poisson sampling may draw none) gets the noise alone."""
+    def gradient(self, net: DAGMM, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """(sum_i clip(g_i) + N(0, (z C)^2 I)) / expected batch, per parameter, and the batch's
+        mean loss and reconstruction term (zeros for an empty batch, which Poisson sampling may
+        draw: its gradient is the noise alone)."""
         if len(x):
-            summed = clipped_sum(per_record_gradients(net, x, self.mixture, self.lambda_energy, self.membership_weight), self.clip_norm)
+            gradients, losses = per_record_gradients(net, x, self.mixture, self.lambda_energy, self.membership_weight)
+            summed, mean_losses = clipped_sum(gradients, self.clip_norm), losses.mean(0)
         else:
             summed = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+            mean_losses = torch.zeros(2, device=x.device)
         std = self.noise_multiplier * self.clip_norm
-        return {
+        noised = {
             k: (s + (torch.randn(s.shape, generator=self.generator) * std).to(s.device, s.dtype)) / self.expected_batch
             for k, s in summed.items()
         }
-
-    @torch.no_grad()
-    def losses(self, net: DAGMM, x: Tensor) -> Tensor:
-        """The batch's mean loss and reconstruction term, for the client's own log (0 for none)."""
-        if not len(x):
-            return torch.zeros(2, device=x.device)
-        out = net(x)
-        total = frozen_mixture_objective(x, out, self.mixture, self.lambda_energy, self.membership_weight)
-        return torch.stack([total.mean(), out.squared_error.mean()])
+        return noised, mean_losses

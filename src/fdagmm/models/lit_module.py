@@ -143,13 +143,13 @@ class DAGMMLitModule(pl.LightningModule):
         (a function of the weights, not of any record) adds its own gradient."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        gradients = self.private_step.gradient(self.net, x)
+        gradients, losses = self.private_step.gradient(self.net, x)
         for name, parameter in self.net.named_parameters():
             parameter.grad = gradients[name].to(parameter.dtype)
         if self.penalty is not None:
             self.manual_backward(self.penalty(self.net))
         optimizer.step()
-        self._note_losses(self.private_step.losses(self.net, x))  # train/loss and train/reconstruction
+        self._note_losses(losses)  # train/loss and train/reconstruction
 
     def on_train_epoch_start(self) -> None:
         # Manual optimisation steps no scheduler: a cosine schedule moves on once an epoch here.

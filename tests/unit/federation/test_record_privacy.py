@@ -54,18 +54,21 @@ def test_under_a_fixed_mixture_each_records_loss_depends_on_that_record_alone():
 def test_per_record_gradients_are_each_records_own_autograd_gradient_in_float64():
     net, x, mixture = _net_and_mixture()
     net.eval()  # no dropout: a record's gradient is then one number to compare
-    gradients = per_record_gradients(net, x[:5], mixture, 0.1, 1.0)
+    gradients, losses = per_record_gradients(net, x[:5], mixture, 0.1, 1.0)
     for i in range(5):
         net.zero_grad()
         frozen_mixture_objective(x[i : i + 1], net(x[i : i + 1]), mixture, 0.1, 1.0)[0].backward()
         for name, p in net.named_parameters():
             torch.testing.assert_close(gradients[name][i], p.grad, rtol=1e-10, atol=1e-12)
+    # The same pass gives each record's loss and squared reconstruction error.
+    out = net(x[:5])
+    torch.testing.assert_close(losses, torch.stack([frozen_mixture_objective(x[:5], out, mixture, 0.1, 1.0), out.squared_error], dim=1))
 
 
 def test_the_clipped_sum_moves_by_at_most_the_clip_norm_when_one_record_is_added():
     net, x, mixture = _net_and_mixture()
     net.eval()
-    gradients = per_record_gradients(net, x, mixture, 0.1, 1.0)
+    gradients, _ = per_record_gradients(net, x, mixture, 0.1, 1.0)
     norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in gradients.values()))
     clip = float(norms.median())  # half the records are clipped
     with_all = clipped_sum(gradients, clip)
@@ -82,10 +85,10 @@ def test_dp_sgd_noise_has_std_z_c_over_the_expected_batch_and_comes_from_its_gen
     net, _, mixture = _net_and_mixture()
     step = PrivateStep(mixture, 0.1, 1.0, clip_norm=0.5, noise_multiplier=2.0, expected_batch=10.0, generator=torch.Generator().manual_seed(1))
     empty = torch.zeros(0, 12, dtype=torch.float64)
-    noise = _flat(step.gradient(net, empty).values())  # an empty Poisson batch: the noise alone
+    noise = _flat(step.gradient(net, empty)[0].values())  # an empty Poisson batch: the noise alone
     assert noise.std().item() == pytest.approx(2.0 * 0.5 / 10.0, rel=0.1)
     again = PrivateStep(mixture, 0.1, 1.0, clip_norm=0.5, noise_multiplier=2.0, expected_batch=10.0, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(noise, _flat(again.gradient(net, empty).values()))
+    assert torch.equal(noise, _flat(again.gradient(net, empty)[0].values()))
 
 
 def test_one_record_moves_the_statistics_by_at_most_their_sensitivity():
