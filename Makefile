@@ -9,8 +9,8 @@ DATA_SOURCE ?= ../shared/data
 # (.ci/run adds flower: EXTRAS=dev,flower,serve).
 EXTRAS ?= dev,serve
 
-# `make bench BENCH_ARGS=` leaves out the Flower section (a few minutes; skipped without Flower).
-BENCH_ARGS ?= --flower
+# `make bench BENCH_ARGS=` leaves out the Flower and secure-aggregation sections (minutes each; skipped without Flower).
+BENCH_ARGS ?= --flower --secure-aggregation
 # `make bench SERVE_BENCH_ARGS="--model <run dir> --clients 8"`: the load test's options (src/bench_serve.py --help).
 SERVE_BENCH_ARGS ?=
 

@@ -11,7 +11,10 @@
    the same round in process, and where the Flower round's time goes;
 6. flow file (``--flow-rows``, 10 M by default; ``--only-flow`` alone): reading and encoding a
    large UNSW-NB15 CSV in chunks (``iter_chunks`` + ``FeatureEncoder``) against pandas' C
-   reader in chunks with no checks, rows/s and peak memory at two file sizes.
+   reader in chunks with no checks, rows/s and peak memory at two file sizes;
+7. secure aggregation (``--secure-aggregation``; ``--only-secure-aggregation`` alone): a round
+   of s3 over Flower with ``privacy.secure_aggregation=true`` against one without, and one
+   secure sum of the model's update against the plain sum, by the number of clients.
 Each prints its figures; nothing here passes or fails.
 """
 
@@ -329,6 +332,50 @@ def bench_flower(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]
     return rows
 
 
+def bench_secure_aggregation(data_path: str, rounds: int) -> list[tuple[str, str, str, str]]:
+    """Secure aggregation's cost: s3 over Flower with and without it (time per round, and the
+    three extra exchanges' share of it), then the protocol alone in this process: one secure
+    sum of vectors of the model's size against numpy's sum of the same vectors."""
+    import importlib.util
+
+    import numpy as np
+
+    if importlib.util.find_spec("flwr") is None:
+        return [("secure aggregation: skipped", 'Flower is not installed: pip install -e ".[flower]"', "", "")]
+    from fdagmm.federation.secure_aggregation import secure_sum
+
+    per_round, secagg_share = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for secure in (False, True):
+            out_dir = Path(tmp) / str(secure)
+            cfg = compose_config(f"data.train_path={data_path}", "scenario=s3", f"fed.rounds={rounds}", "fed.backend=flower",
+                                 f"privacy.secure_aggregation={str(secure).lower()}", f"paths.output_dir={out_dir}")  # fmt: skip
+            with contextlib.redirect_stdout(io.StringIO()):
+                train(cfg)
+            timings = json.loads((out_dir / "flower" / "timings.json").read_text())["messages"]
+            steady = [(a, b) for a, b in zip(timings, timings[1:]) if 2 <= a["message"] <= rounds]
+            per_round[secure] = statistics.median(b["pushed"] - a["pushed"] for a, b in steady)
+            if secure:
+                secagg_share = [a["secure_aggregation_s"] for a, _ in steady]
+                d = sum(v.numel() for v in torch.load(out_dir / "model.pt", weights_only=True)["net_state"].values())
+    rows = [
+        (f"secure aggregation: Flower round, s3 (median of rounds 2..{rounds})", f"{per_round[False]:.2f} s (plain)",
+         f"{per_round[True]:.2f} s (secure; its 3 extra exchanges {statistics.median(secagg_share):.2f} s)", f"{per_round[True] / per_round[False]:.2f}x"),
+    ]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for k in (2, 10, 50):
+        vectors = {c: rng.normal(size=d) for c in range(k)}
+        started = time.perf_counter()
+        plain = np.sum(list(vectors.values()), axis=0)
+        plain_s = time.perf_counter() - started
+        started = time.perf_counter()
+        total = secure_sum(vectors)
+        secure_s = time.perf_counter() - started
+        rows.append((f"secure sum of {k} clients' {d:,} weights (all steps, one process)", f"{plain_s * 1e3:.2f} ms (numpy sum)",
+                     f"{secure_s:.2f} s; largest error {np.abs(total - plain).max():.1e}", f"{secure_s / plain_s:,.0f}x"))  # fmt: skip
+    return rows
+
+
 def relative_differences(a, b):
     """|a - b| / max(|a|, |b|) of every number in two nested payloads of one shape (inf where
     the shapes or other values differ)."""
@@ -537,6 +584,8 @@ def main() -> None:
     parser.add_argument("--flow-chunk", type=int, default=DEFAULT_CHUNK, help="records per chunk in the flow-file section")
     parser.add_argument("--flow-source", default="data/UNSW_NB15_testing-set.csv.gz", help="the UNSW-NB15 file repeated into the large file")
     parser.add_argument("--only-flow", action="store_true", help="the flow-file section alone")
+    parser.add_argument("--secure-aggregation", action="store_true", help="add the secure-aggregation section (Flower; minutes)")
+    parser.add_argument("--only-secure-aggregation", action="store_true", help="the secure-aggregation section alone")
     parser.add_argument("--scale-child", metavar="DATA", help=argparse.SUPPRESS)
     parser.add_argument("--clients-child", nargs=3, metavar=("DATA", "K", "ROUNDS"), help=argparse.SUPPRESS)
     parser.add_argument("--flow-child", nargs=3, metavar=("MODE", "PATH", "CHUNK"), help=argparse.SUPPRESS)
@@ -555,8 +604,8 @@ def main() -> None:
         mode, path, chunk = args.flow_child
         flow_child(mode, path, int(chunk))
         return
-    kdd_sections = not (args.only_flower or args.only_flow)
-    if (kdd_sections or args.only_flower) and not Path(args.data).is_file():
+    kdd_sections = not (args.only_flower or args.only_flow or args.only_secure_aggregation)
+    if (kdd_sections or args.only_flower or args.only_secure_aggregation) and not Path(args.data).is_file():
         sys.exit(f"error: {args.data} not found: pass --data <KDDCUP99 10% file> (or run make data)")
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     table = Table(title="FDAGMM performance")
@@ -575,6 +624,8 @@ def main() -> None:
         ]
     if (args.flower and kdd_sections) or args.only_flower:
         rows += bench_flower(args.data, args.flower_rounds)
+    if (args.secure_aggregation and kdd_sections) or args.only_secure_aggregation:
+        rows += bench_secure_aggregation(args.data, args.flower_rounds)
     if (args.flow_rows > 0 and kdd_sections) or args.only_flow:
         rows += bench_flow_file(args.flow_source, args.flow_rows, args.flow_chunk)
     for row in rows:

@@ -16,6 +16,7 @@ built. A test fails for a numeric setting without a range.
 
 from __future__ import annotations
 
+import importlib.util
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
@@ -121,6 +122,12 @@ class PrivacyConfig:
     z_norm_bound: float = ranged(2.0, POSITIVE)
     stats_noise_multiplier: float = ranged(50.0, POSITIVE)
     membership_weight: float = ranged(1.0, AT_LEAST_0)
+    # The server learns the clients' updates and mixture statistics only as sums (SecAgg);
+    # with any privacy setting, privacy=none included.
+    secure_aggregation: bool = False
+    # dp: who adds the noise, the server to the sums (server) or each client a share of it to
+    # what it sends (clients; needs secure_aggregation).
+    noise_at: str = "server"
 
 
 @dataclass
@@ -353,6 +360,18 @@ PRIVACY_NAMES = ("none", "dp", "record_dp")
 def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
     p = cfg.privacy
     _check(p.name in PRIVACY_NAMES, f"privacy must be one of {', '.join(PRIVACY_NAMES)}, got {p.name!r}")
+    _check(p.noise_at in NOISE_AT, f"privacy.noise_at must be server or clients, got {p.noise_at!r}")
+    _check(
+        p.noise_at == "server" or p.name == "dp",
+        f"privacy.noise_at=clients chooses who adds client-level DP's noise; privacy={p.name} has none to move: use privacy=dp or privacy.noise_at=server",
+    )
+    _check(
+        p.noise_at == "server" or p.secure_aggregation,
+        "privacy.noise_at=clients needs privacy.secure_aggregation=true: without it the server sees each client's update "
+        "with only its share of the noise",
+    )
+    if p.secure_aggregation:
+        _validate_secure_aggregation(cfg, n_train_clients)
     if p.name == "none":
         return
     _check(cfg.method.federated, f"privacy={p.name} protects the clients of a federation; method={cfg.method.name} is centralised: use method=fdagmm")
@@ -386,6 +405,33 @@ def _validate_privacy(cfg: DictConfig, n_train_clients: int) -> None:
         not p.adaptive_clipping or p.noise_multiplier is None or p.noise_multiplier < 2 * count_std,
         f"privacy.adaptive_clipping=true with privacy.noise_multiplier={p.noise_multiplier} needs privacy.clipped_count_stddev "
         f"above {p.noise_multiplier}/2 (it is {count_std:g}): raise it, or fed.clients_per_round, or lower the noise multiplier",
+    )
+
+
+NOISE_AT = ("server", "clients")
+
+
+def _validate_secure_aggregation(cfg: DictConfig, n_train_clients: int) -> None:
+    _check(importlib.util.find_spec("flwr") is not None, 'privacy.secure_aggregation=true runs on Flower\'s cryptography: pip install -e ".[flower]"')
+    _check(cfg.method.federated, f"privacy.secure_aggregation=true sums a federation's updates; method={cfg.method.name} is centralised: use method=fdagmm")
+    _check(n_train_clients >= 2, f"privacy.secure_aggregation=true needs two training clients to sum, the partition has {n_train_clients}")
+    _check(
+        cfg.fed.clients_per_round is None or cfg.fed.clients_per_round >= 2,
+        "privacy.secure_aggregation=true with fed.clients_per_round=1: a sum of one update reveals it; use 2 or more",
+    )
+    _check(
+        cfg.fed.gmm_stats == "global",
+        "privacy.secure_aggregation=true: with fed.gmm_stats=local the evaluated client's own statistics are not summed with "
+        "anyone's; use fed.gmm_stats=global",
+    )
+    _check(
+        cfg.eval.threshold_ref == "own" and not cfg.eval.compare_threshold_refs,
+        "the pooled threshold reference shares training-record energies one by one; with privacy.secure_aggregation=true use "
+        "eval.threshold_ref=own and eval.compare_threshold_refs=false",
+    )
+    _check(
+        not cfg.privacy.adaptive_clipping,
+        "privacy.adaptive_clipping needs each update's norm at the server, which secure aggregation hides: set one of them to false",
     )
 
 

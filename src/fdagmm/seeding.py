@@ -19,6 +19,9 @@ TEST_POOL_STREAM = 7  # (seed, TEST_POOL_STREAM): which client tests on which re
 RECORD_SAMPLING_STREAM = 8  # a client's Poisson batches
 GRADIENT_NOISE_STREAM = 9  # its DP-SGD noise
 RECORD_STATS_NOISE_STREAM = 10  # the noise on its mixture statistics
+# Client-level DP with privacy.noise_at=clients, (seed, round, client, stream), reproducible noise only:
+UPDATE_SHARE_STREAM = 11  # a client's share of the update's noise
+STATS_SHARE_STREAM = 12  # its share of the statistics' noise
 
 
 def derive_seed(*keys: int) -> int:

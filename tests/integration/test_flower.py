@@ -161,8 +161,12 @@ def _in_both_backends(common: list[str], tmp_path: Path) -> tuple[dict[str, dict
         # Record-level DP: each client's Poisson batches, DP-SGD noise and noised statistics, and
         # round 2 trained under the mixture released from theta_0's statistics in message 1.
         ["partition=iid", "partition.num_clients=3", "privacy=record_dp", "privacy.insecure_reproducible_noise=true"],
+        # Secure aggregation, the clients adding the DP noise: three more exchanges a round,
+        # and the sums the server opens are the in-process ones.
+        ["partition=iid", "partition.num_clients=3", "privacy=dp", "privacy.delta=0.1", "privacy.secure_aggregation=true",
+         "privacy.noise_at=clients", "privacy.insecure_reproducible_noise=true"],
     ],
-    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp", "k3-adaptive-clipping", "k3-record-dp"],
+    ids=["study", "k3-sampled-fedper", "k3-sampled-fedadam-dp", "k3-adaptive-clipping", "k3-record-dp", "k3-secagg-dp-noise-at-clients"],
 )
 def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     """SuperLink + one SuperNode per client, 2 rounds: the same numbers as the in-process
@@ -177,7 +181,8 @@ def test_flower_run_matches_the_inprocess_run(kdd_slice, tmp_path, setting):
     assert runs["flower"].get("privacy") == runs["inprocess"].get("privacy")
     for a, b in zip(runs["flower"]["history"], runs["inprocess"]["history"], strict=True):
         assert a.keys() == b.keys()
-        assert ("privacy/update_to_noise" in a) == ("privacy=dp" in setting)  # the server's step: signal and noise
+        # the server's step, signal and noise, where the server adds the noise
+        assert ("privacy/update_to_noise" in a) == ("privacy=dp" in setting and "privacy.noise_at=clients" not in setting)
         assert ("privacy/clip_norm" in a) == ("privacy.adaptive_clipping=true" in setting)
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-9), key

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.real_data import every_nth_record
 
@@ -105,8 +106,15 @@ def _cfg(*overrides: str):
         ["partition=iid", "partition.num_clients=3", "strategy=fedper", "fed.clients_per_round=2", "fed.rounds=4"],
         # Sparse evaluation, each client's own mixture, server optimiser state.
         ["scenario=s4", "fed.rounds=3", "eval.every_n_rounds=2", "fed.gmm_stats=local", "strategy=fedadam"],
+        # Secure aggregation: the sums the server opens are the in-process backend's, to the bit.
+        ["scenario=s4", "fed.rounds=3", "privacy.secure_aggregation=true", "strategy=fedadam", "eval.every_n_rounds=2"],
+        # ... with the clients adding the DP noise, and rounds whose Poisson sampling chose one client.
+        ["partition=iid", "partition.num_clients=3", "fed.clients_per_round=2", "fed.rounds=3", "privacy=dp", "privacy.delta=0.1",
+         "privacy.secure_aggregation=true", "privacy.noise_at=clients", "privacy.insecure_reproducible_noise=true"],
+        ["partition=iid", "partition.num_clients=3", "fed.rounds=2", "privacy=record_dp", "privacy.secure_aggregation=true",
+         "privacy.insecure_reproducible_noise=true"],
     ],
-    ids=["s4", "fedper-sampled-k3", "sparse-local-fedadam"],
+    ids=["s4", "fedper-sampled-k3", "sparse-local-fedadam", "secagg-fedadam", "secagg-dp-noise-at-clients-k3", "secagg-record-dp-k3"],
 )
 def test_one_message_per_round_gives_the_inprocess_results(kdd_tiny, tmp_path, overrides):
     """Statistics and tests riding on later messages: the same metrics.json as in process,
@@ -131,7 +139,13 @@ def test_a_client_whose_training_fails_is_left_out_as_in_process(kdd_tiny, tmp_p
 def _assert_backends_agree(tmp_path: Path, *overrides: str) -> dict:
     """Run in process, then through the Flower apps over an InMemoryGrid; returns metrics.json."""
     train(_cfg(*overrides, f"paths.output_dir={tmp_path / 'inprocess'}"))
-    out = tmp_path / "flower"
+    metrics = _over_flower(tmp_path / "flower", InMemoryGrid, *overrides)
+    assert metrics == json.loads((tmp_path / "inprocess" / "metrics.json").read_text())
+    return metrics
+
+
+def _over_flower(out: Path, grid_class: type[InMemoryGrid], *overrides: str) -> dict:
+    """A run through the Flower apps over a ``grid_class`` grid; returns metrics.json."""
     cfg = _cfg(*overrides, "fed.backend=flower", f"paths.output_dir={out}")
     paths, _ = write_partitions(build_dataset(cfg.data), build(cfg.partition), cfg.seed, out / "flower" / "partitions")
     run_config = {CONFIG_KEY: config_to_json(cfg), OUTPUT_DIR_KEY: str(out)}
@@ -142,14 +156,78 @@ def _assert_backends_agree(tmp_path: Path, *overrides: str) -> dict:
     package = logging.getLogger("fdagmm")
     saved = package.handlers[:], package.level, package.propagate  # the ServerApp takes over the package's logging
     try:
-        server_app.main(InMemoryGrid(contexts), Context(run_id=1, node_id=SERVER_NODE, node_config={}, state=RecordDict(), run_config=run_config))
+        server_app.main(grid_class(contexts), Context(run_id=1, node_id=SERVER_NODE, node_config={}, state=RecordDict(), run_config=run_config))
     finally:
         package.handlers[:], package.level, package.propagate = saved
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads((tmp_path / "inprocess" / "metrics.json").read_text())
     timings = json.loads((out / "flower" / "timings.json").read_text())["messages"]
     assert [m["message"] for m in timings] == list(range(1, cfg.fed.rounds + 3))  # one message a round, two to finish
     return metrics
+
+
+class RecordingGrid(InMemoryGrid):
+    """An InMemoryGrid that keeps every reply the server receives: the server's view."""
+
+    seen: list[Message] = []
+
+    def pull_messages(self, message_ids) -> list[Message]:
+        replies = super().pull_messages(message_ids)
+        RecordingGrid.seen += replies
+        return replies
+
+
+SECURE_K3 = ["partition=iid", "partition.num_clients=3", "fed.rounds=2", "privacy.secure_aggregation=true"]
+
+
+@pytest.mark.parametrize("stage", ["unmask", "mask"])
+def test_a_client_that_drops_out_of_the_secure_sums(kdd_tiny, tmp_path, monkeypatch, stage):
+    """Client 2 fails a step of message 2's sums (its update of round 2, its statistics of
+    round 1). After masking (unmask) its inputs still count: the in-process run's results. Before
+    (mask) the round goes on with the other two, and says why client 2 is missing."""
+    from fdagmm.federation.flower import secure_sums
+
+    step = secure_sums.client_step
+
+    def failing(msg, context):
+        if context.node_id == 102 and msg.content["config"]["stage"] == stage and msg.metadata.group_id == "2":
+            raise ConnectionError("connection lost")
+        return step(msg, context)
+
+    monkeypatch.setattr(secure_sums, "client_step", failing)
+    if stage == "unmask":
+        _assert_backends_agree(tmp_path, f"data.train_path={kdd_tiny}", *SECURE_K3)
+        return
+    metrics = _over_flower(tmp_path, InMemoryGrid, f"data.train_path={kdd_tiny}", *SECURE_K3)
+    assert metrics["history"][1]["excluded_clients"] == {"2": "dropped out of the secure sum before its masked input"}
+    assert "excluded_clients" not in metrics["history"][0]
+
+
+def test_under_secure_aggregation_the_server_sees_keys_ciphertexts_masked_vectors_and_shares(kdd_tiny, tmp_path, monkeypatch):
+    """Every reply of a run: no weights, statistics or training loss of a client; public keys,
+    encrypted shares, masked vectors that look uniformly random, and Shamir shares."""
+    monkeypatch.setattr(RecordingGrid, "seen", [])
+    _over_flower(tmp_path, RecordingGrid, f"data.train_path={kdd_tiny}", *SECURE_K3)
+    by_kind: dict[str, int] = {}
+    for reply in RecordingGrid.seen:
+        content = reply.content
+        for name in content:
+            assert name not in ("arrays", "gmm-stats"), name
+        if "metrics" in content:
+            assert "train-loss" not in content["metrics"]
+        for name in (n for n in content if n.startswith("secagg-")):
+            assert set(content[name]) == {"share-key", "mask-key", "layout"}
+            by_kind["keys"] = by_kind.get("keys", 0) + 1
+        for name in (n for n in content if n.startswith("sum-")):
+            record = content[name]
+            if "masked" in record:
+                bits = np.unpackbits(np.frombuffer(bytes(record["masked"]), dtype=np.uint8))
+                assert abs(bits.mean() - 0.5) < 5 * 0.5 / np.sqrt(bits.size)
+                by_kind["masked"] = by_kind.get("masked", 0) + 1
+            else:
+                assert set(record) in ({"to", "ciphertexts"}, {"ids", "shares"})
+                by_kind[str(sorted(record))] = by_kind.get(str(sorted(record)), 0) + 1
+    # Three clients' updates in messages 1 and 2, their statistics of rounds 1 and 2 in messages 2 and 3.
+    assert by_kind == {"keys": 12, "masked": 12, "['ciphertexts', 'to']": 12, "['ids', 'shares']": 12}
 
 
 def _train(run_dir: Path, data: Path, env: dict[str, str], *overrides: str) -> subprocess.CompletedProcess:

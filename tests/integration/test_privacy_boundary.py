@@ -169,7 +169,6 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     from fdagmm.federation.flower.partitions import write_partitions
     from fdagmm.federation.components import build_components
     from fdagmm.federation.flower.records import OUTPUT_DIR_KEY, config_to_json, gmm_stats_from_record, gmm_stats_record, scaling_record, scaling_stats_from_record
-    from fdagmm.federation.rounds import federation_stats
 
     for key, value in {"_run_id": 1, "_task_id": 1, "_node_id": 0}.items():  # what a SuperLink would set
         monkeypatch.setattr(TaskIdentity, key, value)
@@ -199,7 +198,7 @@ def test_flower_replies_carry_only_weights_statistics_and_metrics(kdd_slice, tmp
     trained = reply(handle, {"config": round_config(1, True, True, 0), "scaling": scaling_sent, "arrays": ArrayRecord(theta)},
                     MessageType.TRAIN)  # fmt: skip
     # What the server sends back: the federation's statistics (under record-level DP the noised sum made valid).
-    summed = gmm_stats_record(federation_stats([gmm_stats_from_record(trained["gmm-stats"])], build_components(cfg, build(cfg.partition)).stats_privacy, 0))
+    summed = gmm_stats_record(build_components(cfg, build(cfg.partition)).stats_release([gmm_stats_from_record(trained["gmm-stats"])], 0))
     tested = reply(handle, {"config": round_config(2, False, False, 1), "scaling": scaling_sent,
                             "test-arrays": ArrayRecord(theta), "gmm-stats": summed}, MessageType.EVALUATE)  # fmt: skip
 

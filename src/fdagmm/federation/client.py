@@ -5,7 +5,8 @@ those records are. What its methods return is all that leaves it: the federated 
 state dict and a sample count (``update``), sufficient statistics (``shared_gmm_stats``) and
 scalar metrics (``evaluate``); with client-level differential privacy the update (unless
 the server clips it, under adaptive clipping) and the statistics are clipped here, before
-they leave (``federation.privacy``). Entries the
+they leave (``federation.privacy``). Under secure aggregation the update leaves only as the
+strategy's ``contribution``, masked, and the statistics masked (``federation.secure_aggregation``). Entries the
 strategy keeps local (``personal_state``) stay here across rounds. The one exception is ``train_energies``, needed only by the optional pooled
 threshold reference (``eval.threshold_ref=pooled``), which shares its training records' energies.
 """
@@ -142,11 +143,13 @@ class Client:
     def shared_gmm_stats(self, net: DAGMM, round_idx: int) -> GMMStats:
         """The statistics this client sends for the federation's mixture under theta_``round_idx``:
         ``gmm_stats``, with client-level DP their normalised, clipped form
-        (``privacy.clip_stats``), with record-level DP their noised form (``RecordLevelDP.noised_stats``)."""
+        (``privacy.clip_stats``; with noise_at=clients, with its share of the noise), with record-level DP their noised form (``RecordLevelDP.noised_stats``)."""
         if isinstance(self.privacy, RecordLevelDP):
             return self.privacy.noised_stats(self.own_net(net), self.data.train_x, self.client_id, round_idx)
         stats = self.gmm_stats(net)
-        return stats if self.privacy is None else clip_stats(stats, self.privacy.stats_clip_norm)
+        if self.privacy is None:
+            return stats
+        return self.privacy.stats_share(clip_stats(stats, self.privacy.stats_clip_norm), round_idx, self.client_id)
 
     def train_energies(self, net: DAGMM, mixture: GaussianMixture) -> np.ndarray:
         return energies(self.own_net(net), self.data.train_x, mixture, self.cov_jitter)

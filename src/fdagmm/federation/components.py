@@ -31,7 +31,7 @@ from fdagmm.errors import ConfigError
 from fdagmm.federation.client import Client, LocalTraining
 from fdagmm.federation.privacy import RELEASES_FILE, AdaptiveClipping, ClientLevelDP, DPFedAvg
 from fdagmm.federation.record_privacy import RecordLevelDP
-from fdagmm.federation.rounds import sample_clients
+from fdagmm.federation.rounds import StatsRelease, sample_clients
 from fdagmm.federation.strategies import Strategy
 from fdagmm.models.dagmm import DAGMM, GaussianMixture
 from fdagmm.tracking import ContinuousStepLogger, RoundLog, evaluated_round
@@ -159,6 +159,8 @@ def build_privacy(cfg: DictConfig, n_train_clients: int) -> ClientLevelDP | Reco
         target_epsilon=p.target_epsilon,
         reproducible_noise=p.insecure_reproducible_noise,
         releases_path=Path(cfg.paths.output_dir) / RELEASES_FILE,
+        noise_at=p.noise_at,
+        stats_clients=n_train_clients,
         adaptive=AdaptiveClipping(
             target_unclipped_quantile=p.target_unclipped_quantile,
             lr=p.clip_norm_lr,
@@ -192,6 +194,16 @@ class RunComponents:
         """The differential privacy the mixture statistics leave the clients under: only the
         global mixture's do (``fed.gmm_stats=local`` keeps each client's at home)."""
         return self.privacy if self.cfg.fed.gmm_stats == "global" else None
+
+    @property
+    def secure_aggregation(self) -> bool:
+        """Whether the server learns the clients' updates and statistics only as sums."""
+        return bool(self.cfg.privacy.secure_aggregation)
+
+    @property
+    def stats_release(self) -> StatsRelease:
+        """How the clients' mixture statistics become the federation's (``rounds.StatsRelease``)."""
+        return StatsRelease(self.stats_privacy, self.secure_aggregation)
 
     @property
     def label(self) -> str:
@@ -260,9 +272,14 @@ class RunComponents:
                 "sample_rate": privacy.sample_rate,
                 "stats_releases": len(privacy.stats_rounds),
                 "noise": "reproducible from the run's seed: NOT PRIVATE" if privacy.reproducible_noise else "secret",
+                "noise_at": privacy.noise_at,
             }
+            if privacy.noise_at == "clients":
+                info["privacy"]["epsilon_against"] = "the server (no amplification by sampling)"
             if privacy.adaptive is not None:
                 info["privacy"] |= {"adaptive_clipping": True, "final_clip_norm": privacy.clip_norm, "update_noise_multiplier": privacy.update_noise_multiplier}
+        if self.secure_aggregation:
+            info.setdefault("privacy", {})["secure_aggregation"] = True
         return info
 
     def hparams(self) -> dict[str, Any]:
@@ -274,6 +291,7 @@ class RunComponents:
             "strategy": self.strategy.name,
             "privacy": cfg.privacy.name,
             **({f"privacy/{k}": v for k, v in cfg.privacy.items() if k != "name" and v is not None} if cfg.privacy.name != "none" else {}),
+            "privacy/secure_aggregation": self.secure_aggregation,
             "seed": cfg.seed,
             "batch_size": cfg.data.batch_size,
             **{f"fed/{k}": v for k, v in cfg.fed.items() if k not in ("resume", "flower", "clients_per_round")},

@@ -7,7 +7,7 @@ update theta_k - theta is clipped to L2 norm ``clip_norm``; its statistics are n
 its record count (so they describe its records' distribution, not how many it has) and
 clipped to ``stats_clip_norm``, as one vector.
 
-Server side (``DPFedAvg``, ``release_stats``): Gaussian noise of standard deviation
+Server side (``DPFedAvg``, ``release_sum``): Gaussian noise of standard deviation
 z * clip on the sum of the clipped contributions, and fixed weights: the update sum is
 divided by the expected number of clients per round, the statistics count one per client.
 The noise is secret: each release draws it from a generator seeded from the operating
@@ -16,6 +16,11 @@ receives with the run's config; a resumed run draws fresh noise. Only
 ``privacy.insecure_reproducible_noise=true`` (simulation studies, marked as not private
 wherever the run's results go) seeds it from (seed, round), so that two runs and both
 backends add the same noise.
+
+With ``privacy.noise_at=clients`` (which needs secure aggregation) each client adds its share
+of that noise to what it sends instead (``update_contribution``, ``stats_share``), so that the
+server only ever sees noised sums; the accountant then bounds epsilon against the server
+(``epsilon_against_server``).
 
 Adaptive clipping (``AdaptiveClipping``; Andrew, Thakkar, McMahan and Ramaswamy, "Differentially
 Private Learning with Adaptive Clipping", NeurIPS 2021): the server clips the updates itself
@@ -51,7 +56,7 @@ from fdagmm.errors import ConfigError
 from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.federation.strategies.base import LocalPenalty
 from fdagmm.models.dagmm import GMMStats
-from fdagmm.seeding import STATS_NOISE_STREAM, UPDATE_NOISE_STREAM, derive_seed
+from fdagmm.seeding import STATS_NOISE_STREAM, STATS_SHARE_STREAM, UPDATE_NOISE_STREAM, UPDATE_SHARE_STREAM, derive_seed
 
 # Orders of the Renyi divergence the accountant minimises over: Opacus's defaults, extended
 # upwards because large epsilons (weak noise) have their optimum beyond order 63.
@@ -61,7 +66,8 @@ MIN_NOISE, NOISE_TOLERANCE = 1e-3, 1e-3
 # Floor of a noised component weight (sum over clients of their responsibilities): noise can
 # make it zero or negative, and the mixture divides by it.
 MIN_COMPONENT_WEIGHT = 1e-6
-# The run dir's log of the releases made, one JSON line each: {"round": t, "kind": "update" | "stats"}.
+# The run dir's log of the releases made, one JSON line each: {"round": t, "kind": "update" | "stats"},
+# and with noise_at=clients "shares": how many clients' noise shares the release carried.
 RELEASES_FILE = "privacy_releases.jsonl"
 UPDATE, STATS = "update", "stats"
 # The entry of a round checkpoint's strategy state that keeps the adaptive clip norm.
@@ -164,17 +170,22 @@ class ClientLevelDP:
     reproducible_noise: bool = False
     releases_path: Path | None = None  # the run dir's RELEASES_FILE (None: releases are not logged)
     adaptive: AdaptiveClipping | None = None  # None: C stays privacy.clip_norm
+    # privacy.noise_at: the server adds the noise to the sums, or each client a share of it
+    # to what it sends (with secure aggregation, so that no un-noised sum is ever seen).
+    noise_at: str = "server"
+    stats_clients: int = 1  # the clients whose statistics make the federation's mixture
     # round -> (L2 norm of the mean clipped update, of the noise added to it), this process's rounds
     update_norms: dict[int, tuple[float, float]] = field(default_factory=dict)
     # round -> (the clip norm it used, the noised share of its updates left unclipped), under adaptive clipping
     clipping: dict[int, tuple[float, float]] = field(default_factory=dict)
 
-    def record_release(self, round_idx: int, kind: str) -> None:
-        """Log a release before its noise is drawn, to disk, so that a crash cannot hide it."""
+    def record_release(self, round_idx: int, kind: str, shares: int | None = None) -> None:
+        """Log a release before its noise is drawn (or, with noise_at=clients, before the sum
+        carrying ``shares`` clients' noise is opened), to disk, so that a crash cannot hide it."""
         if self.releases_path is None:
             return
         with open(self.releases_path, "a") as f:
-            f.write(json.dumps({"round": round_idx, "kind": kind}) + "\n")
+            f.write(json.dumps({"round": round_idx, "kind": kind} | ({} if shares is None else {"shares": shares})) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
@@ -183,14 +194,17 @@ class ClientLevelDP:
         (a redone round counts again), or as planned when nothing is logged."""
         if self.releases_path is None or not self.releases_path.is_file():
             return round_idx, sum(r <= round_idx for r in self.stats_rounds)
-        lines = [json.loads(line) for line in self.releases_path.read_text().splitlines() if line.strip()]
-        mine = [line["kind"] for line in lines if line["round"] <= round_idx]
+        mine = [line["kind"] for line in self._logged_releases(round_idx)]
         return mine.count(UPDATE), mine.count(STATS)
 
-    def noise_generator(self, round_idx: int, stream: int) -> torch.Generator:
-        """The generator of one release's noise: seeded from the secure source, or (not
-        private) from (seed, round, stream)."""
-        seed = derive_seed(self.seed, round_idx, 0, stream) if self.reproducible_noise else secrets.randbits(63)
+    def _logged_releases(self, round_idx: int) -> list[dict]:
+        lines = [json.loads(line) for line in self.releases_path.read_text().splitlines() if line.strip()]
+        return [line for line in lines if line["round"] <= round_idx]
+
+    def noise_generator(self, round_idx: int, stream: int, client_id: int = 0) -> torch.Generator:
+        """The generator of one release's noise (or one client's share of it): seeded from the
+        secure source, or (not private) from (seed, round, client, stream)."""
+        seed = derive_seed(self.seed, round_idx, client_id, stream) if self.reproducible_noise else secrets.randbits(63)
         return torch.Generator().manual_seed(seed)
 
     @functools.cached_property
@@ -214,9 +228,28 @@ class ClientLevelDP:
         return z if self.adaptive is None else self.adaptive.update_noise_multiplier(z)
 
     def epsilon_after(self, round_idx: int) -> float:
-        """epsilon spent by the end of ``round_idx``: its updates and statistics released so far."""
+        """epsilon spent by the end of ``round_idx``: its updates and statistics released so far.
+        With noise_at=clients, against the server (``epsilon_against_server``)."""
+        if self.noise_at == "clients":
+            return self.epsilon_against_server(round_idx)
         updates, stats = self.releases_until(round_idx)
         return epsilon(self.noise_multiplier, self.sample_rate, updates, stats, self.delta)
+
+    def epsilon_against_server(self, round_idx: int) -> float:
+        """noise_at=clients: the server sees which clients take part, so their sampling amplifies
+        nothing against it. Each release is an unsampled Gaussian mechanism on a participant's
+        contribution (zero-out neighbours: the content of its update, not its taking part)
+        whose noise is the shares the sum actually carried: multiplier z sqrt(shares / full),
+        full = the clients per round for an update, the mixture's clients for statistics. A
+        client that dropped out took its share with it; the bound holds for a client that took
+        part in every release."""
+        if self.releases_path is not None and self.releases_path.is_file():
+            logged = [(line["kind"], line["shares"]) for line in self._logged_releases(round_idx)]
+        else:
+            logged = [(UPDATE, self.expected_clients)] * round_idx + [(STATS, self.stats_clients)] * sum(r <= round_idx for r in self.stats_rounds)
+        full = {UPDATE: self.expected_clients, STATS: self.stats_clients}
+        mechanisms = [(1.0, self.noise_multiplier * math.sqrt(shares / full[kind])) for kind, shares in logged if shares > 0]
+        return epsilon_of([(m, 1) for m in mechanisms], self.delta)
 
     def round_metrics(self, round_idx: int) -> dict[str, float]:
         """The round's privacy scalars for its record: the epsilon spent by its end and, for a
@@ -239,8 +272,6 @@ class ClientLevelDP:
         """theta + (sum_k clip(theta_k - theta) + N(0, (z C)^2 I)) / expected clients, over the
         federated entries ``keys``; with no update (a round Poisson sampling left empty), the
         noise alone. The server clips again: a client's rounding cannot exceed C."""
-        self.record_release(round_idx, UPDATE)
-        generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
         total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in keys}
         unclipped = 0
         for update in updates:
@@ -248,12 +279,47 @@ class ClientLevelDP:
             unclipped += within
             for k, d in delta.items():
                 total[k] += d
-        std = self.update_noise_multiplier * self.clip_norm
-        noise = {k: _gaussian(total[k], std, generator) for k in keys}
-        self.update_norms[round_idx] = (_norm(total.values()) / self.expected_clients, _norm(noise.values()) / self.expected_clients)
-        if self.adaptive is not None:
-            self._adapt_clip_norm(round_idx, unclipped, len(updates), generator)
-        return {k: (global_state[k].double() + (total[k] + noise[k]) / self.expected_clients).to(global_state[k].dtype) for k in keys}
+        return self.mean_of_sum(global_state, total, len(updates), round_idx, unclipped)
+
+    def mean_of_sum(
+        self, global_state: dict[str, Tensor], total: dict[str, Tensor], n_updates: int, round_idx: int, unclipped: int = 0
+    ) -> dict[str, Tensor]:
+        """theta + (``total`` + N(0, (z C)^2 I)) / expected clients, ``total`` the sum of
+        ``n_updates`` clipped updates (``unclipped`` of them within C before clipping, for
+        adaptive clipping); with noise_at=clients the noise is in ``total`` already, the
+        clients' shares, and the server adds none."""
+        if self.noise_at == "clients":
+            self.record_release(round_idx, UPDATE, shares=n_updates)
+            noised = total
+        else:
+            self.record_release(round_idx, UPDATE)
+            generator = self.noise_generator(round_idx, UPDATE_NOISE_STREAM)
+            std = self.update_noise_multiplier * self.clip_norm
+            noise = {k: _gaussian(t, std, generator) for k, t in total.items()}
+            self.update_norms[round_idx] = (_norm(total.values()) / self.expected_clients, _norm(noise.values()) / self.expected_clients)
+            if self.adaptive is not None:
+                self._adapt_clip_norm(round_idx, unclipped, n_updates, generator)
+            noised = {k: t + noise[k] for k, t in total.items()}
+        return {k: (global_state[k].double() + t / self.expected_clients).to(global_state[k].dtype) for k, t in noised.items()}
+
+    def update_contribution(self, global_state: dict[str, Tensor], update: ClientUpdate, round_idx: int) -> dict[str, Tensor]:
+        """A client's term of the round's secure sum: its clipped update theta_k - theta and,
+        with noise_at=clients, its share of the noise, N(0, (z C)^2 / clients per round)."""
+        delta, _ = clipped_delta(global_state, update.state, self.clip_norm)
+        if self.noise_at != "clients":
+            return delta
+        generator = self.noise_generator(round_idx, UPDATE_SHARE_STREAM, update.client_id)
+        std = self.noise_multiplier * self.clip_norm / math.sqrt(self.expected_clients)
+        return {k: d + _gaussian(d, std, generator) for k, d in delta.items()}
+
+    def stats_share(self, stats: GMMStats, round_idx: int, client_id: int) -> GMMStats:
+        """A client's clipped statistics with, under noise_at=clients, its share of the noise,
+        N(0, (z C_s)^2 / the mixture's clients) on every entry."""
+        if self.noise_at != "clients":
+            return stats
+        generator = self.noise_generator(round_idx, STATS_SHARE_STREAM, client_id)
+        std = self.noise_multiplier * self.stats_clip_norm / math.sqrt(self.stats_clients)
+        return GMMStats(*(t.double() + _gaussian(t, std, generator) for t in (stats.s0, stats.s1, stats.s2)), n=stats.n)
 
     def _adapt_clip_norm(self, round_idx: int, unclipped: int, n_updates: int, generator: torch.Generator) -> None:
         """The next round's C from the noised share of this round's updates left unclipped."""
@@ -262,15 +328,18 @@ class ClientLevelDP:
         self.clipping[round_idx] = (self.clip_norm, share)
         self.clip_norm = self.adaptive.next_clip_norm(self.clip_norm, share)
 
-    def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
-        """The federation's statistics from the clients' clipped ones: their sum with
-        N(0, (z C_s)^2) on every entry, made valid (``valid_stats``); n = the number of clients."""
+    def release_sum(self, summed: GMMStats, n_clients: int, round_idx: int) -> GMMStats:
+        """The federation's statistics from the sum of ``n_clients`` clients' clipped ones, with
+        N(0, (z C_s)^2) on every entry (with noise_at=clients, the shares in the sum already),
+        made valid (``valid_stats``); n = the number of clients."""
+        if self.noise_at == "clients":
+            self.record_release(round_idx, STATS, shares=n_clients)
+            return valid_stats(summed.s0, summed.s1, summed.s2, n_clients)
         self.record_release(round_idx, STATS)
         generator = self.noise_generator(round_idx, STATS_NOISE_STREAM)
         std = self.noise_multiplier * self.stats_clip_norm
-        summed = sum(stats[1:], stats[0])
         s0, s1, s2 = (t + _gaussian(t, std, generator) for t in (summed.s0, summed.s1, summed.s2))
-        return valid_stats(s0, s1, s2, len(stats))
+        return valid_stats(s0, s1, s2, n_clients)
 
 
 class DPFedAvg(Strategy):
@@ -291,6 +360,14 @@ class DPFedAvg(Strategy):
 
     def average(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
         return self.privacy.noised_mean_update(global_state, updates, round_idx, self.federated_keys(global_state))
+
+    def contribution(self, global_state: dict[str, Tensor], update: ClientUpdate, round_idx: int) -> dict[str, Tensor]:
+        return self.privacy.update_contribution(global_state, update, round_idx)
+
+    def average_of_sum(
+        self, global_state: dict[str, Tensor], total: dict[str, Tensor], weight: float, n_updates: int, round_idx: int
+    ) -> dict[str, Tensor]:
+        return self.privacy.mean_of_sum(global_state, total, n_updates, round_idx)
 
     def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.inner.server_update(current, average)
@@ -316,12 +393,17 @@ def epsilon(
     mechanisms (z, q) composed with ``stats_releases`` unsampled ones (z_s, 1; z_s = z unless
     ``stats_noise_multiplier``). RDP composes by addition, so each mechanism's RDP is
     computed once and scaled by its count (what Opacus's ``RDPAccountant`` does with its history)."""
+    stats_z = noise_multiplier if stats_noise_multiplier is None else stats_noise_multiplier
+    return epsilon_of([((sample_rate, noise_multiplier), rounds), ((1.0, stats_z), stats_releases)], delta)
+
+
+def epsilon_of(mechanisms: list[tuple[tuple[float, float], int]], delta: float) -> float:
+    """epsilon of the composition of Gaussian mechanisms, each ((q, z), how many times)."""
     from opacus.accountants.analysis.rdp import get_privacy_spent
 
-    if rounds + stats_releases == 0:
+    if sum(count for _, count in mechanisms) == 0:
         return 0.0
-    stats_z = noise_multiplier if stats_noise_multiplier is None else stats_noise_multiplier
-    rdp = rounds * _rdp_of_one_step(sample_rate, noise_multiplier) + stats_releases * _rdp_of_one_step(1.0, stats_z)
+    rdp = sum(count * _rdp_of_one_step(q, z) for (q, z), count in mechanisms if count)
     with warnings.catch_warnings():
         # Opacus warns when the best order is at an end of RDP_ORDERS: the epsilon is still
         # a valid bound, only perhaps not the tightest.

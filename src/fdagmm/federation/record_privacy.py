@@ -10,7 +10,7 @@ What a client releases, and why each release is a Gaussian mechanism on its reco
 - its mixture statistics (S0, S1, S2) of codes z clipped to ``||z|| <= z_norm_bound`` (B),
   with Gaussian noise added here, before they leave: one record changes them by at most
   sqrt(1 + B^2 + B^4) in L2 norm (sum_k gamma_k^2 <= 1).
-The server only sums (``release_stats``: post-processing).
+The server only sums (``release_sum``: post-processing).
 
 The statistics' noise multiplier z_s is given; the gradients' z is given or, with
 ``target_epsilon``, solved by each client from its record count. One accountant (``privacy.epsilon``: Opacus's RDP analysis)
@@ -148,8 +148,8 @@ class RecordLevelDP:
         noised = (t + torch.randn(t.shape, generator=generator, dtype=torch.float64) * self.stats_noise_std for t in (stats.s0, stats.s1, stats.s2))
         return GMMStats(*noised, n=stats.n)
 
-    def release_stats(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
-        """The federation's statistics: the sum of the clients' noised ones, made those of a
+    def release_sum(self, summed: GMMStats, n_clients: int, round_idx: int) -> GMMStats:
+        """The federation's statistics: the sum of ``n_clients`` clients' noised ones, made those of a
         mixture (``privacy.valid_stats``). Each component's weight is floored at the standard
         deviation of its noise (below it, the mean and covariance it divides are noise), and
         each covariance's eigenvalues at the noise's standard deviation on it (noise std over
@@ -157,8 +157,7 @@ class RecordLevelDP:
         and taken as that wide rather than as the near-zero variance the noise may suggest,
         which would make every record's energy in it enormous. Post-processing: the server
         adds nothing."""
-        summed = sum(stats[1:], stats[0])
-        noise_std = self.stats_noise_std * math.sqrt(len(stats))  # of the sum's entries
+        noise_std = self.stats_noise_std * math.sqrt(n_clients)  # of the sum's entries
         weight = summed.s0.clamp_min(noise_std)
         return valid_stats(weight, summed.s1, summed.s2, summed.n, min_variance=noise_std / weight)
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from fdagmm.errors import FdagmmError
 from fdagmm.federation.privacy import ClientLevelDP
 from fdagmm.federation.record_privacy import RecordLevelDP
-from fdagmm.federation.strategies import ClientUpdate
+from fdagmm.federation.strategies import ClientUpdate, Strategy
 from fdagmm.models.dagmm import GMMStats
 from fdagmm.seeding import SAMPLING_STREAM, derive_seed
 
@@ -61,12 +63,13 @@ def require_min_clients(round_idx: int, n_usable: int, n_clients: int, rejected:
 
 
 def round_record(
-    updates: list[ClientUpdate], rejected: dict[int, str], sampled: list[int], n_train_clients: int
+    updates: list[ClientUpdate], rejected: dict[int, str], sampled: list[int], n_train_clients: int, secure: bool = False
 ) -> tuple[dict[str, float], dict[str, object]]:
-    """A round's training losses per client (those sent: none under record-level DP) and the
-    extra entries of its history record: the sampled clients (when not every client trains)
-    and the clients left out, with why."""
-    losses = {f"client{u.client_id}": u.train_loss for u in updates if not math.isnan(u.train_loss)}
+    """A round's training losses per client (those sent: none under record-level DP, nor
+    under secure aggregation, where the server learns sums only) and the extra entries of
+    its history record: the sampled clients (when not every client trains) and the clients
+    left out, with why."""
+    losses = {} if secure else {f"client{u.client_id}": u.train_loss for u in updates if not math.isnan(u.train_loss)}
     extra: dict[str, object] = {}
     if len(sampled) < n_train_clients:
         extra["sampled_clients"] = list(sampled)
@@ -81,8 +84,55 @@ def mixture_clients(gmm_stats: str, eval_client: int, train_clients: list[int]) 
     return [eval_client] if gmm_stats == "local" else list(train_clients)
 
 
-def federation_stats(stats: list[GMMStats], privacy: ClientLevelDP | RecordLevelDP | None, round_idx: int) -> GMMStats:
-    """The federation's mixture statistics from those its clients sent after ``round_idx``:
-    their sum, under client-level DP their clipped contributions summed and noised, under
-    record-level DP their noised statistics summed and made valid."""
-    return sum(stats[1:], stats[0]) if privacy is None else privacy.release_stats(stats, round_idx)
+def stats_vector(stats: GMMStats) -> dict[str, Tensor]:
+    """A client's statistics as the tensors of a secure sum."""
+    return {"s0": stats.s0.double(), "s1": stats.s1.double(), "s2": stats.s2.double(), "n": torch.tensor(float(stats.n), dtype=torch.float64)}
+
+
+def stats_of_vector(tensors: dict[str, Tensor]) -> GMMStats:
+    return GMMStats(s0=tensors["s0"], s1=tensors["s1"], s2=tensors["s2"], n=round(tensors["n"].item()))
+
+
+@dataclass(frozen=True)
+class StatsRelease:
+    """How the mixture statistics the clients send after a round become the federation's:
+    summed (by the secure-aggregation protocol under ``secure``), then under client-level DP
+    noised (the clients' clipped contributions), under record-level DP made valid (their
+    noised statistics)."""
+
+    privacy: ClientLevelDP | RecordLevelDP | None = None
+    secure: bool = False
+
+    def __call__(self, stats: list[GMMStats], round_idx: int) -> GMMStats:
+        if self.secure:
+            from fdagmm.federation.secure_aggregation import secure_tensor_sum  # Flower's cryptography
+
+            summed = stats_of_vector(secure_tensor_sum({k: stats_vector(s) for k, s in enumerate(stats)}))
+        else:
+            summed = sum(stats[1:], stats[0])
+        return self.of_sum(summed, len(stats), round_idx)
+
+    def of_sum(self, summed: GMMStats, n_clients: int, round_idx: int) -> GMMStats:
+        """The release from the sum of ``n_clients`` clients' statistics."""
+        return summed if self.privacy is None else self.privacy.release_sum(summed, n_clients, round_idx)
+
+
+def aggregate_secure_sum(
+    strategy: Strategy, global_state: dict[str, Tensor], total: dict[str, Tensor] | None, weights: list[int], round_idx: int
+) -> dict[str, Tensor]:
+    """theta_t from the secure sum of the ``contribution``s of updates of weights n_k ``weights``
+    (``total``; None when no update entered the sum: a sum of zeros)."""
+    if total is None:
+        total = {k: torch.zeros_like(global_state[k], dtype=torch.float64) for k in sorted(strategy.federated_keys(global_state))}
+    return strategy.aggregate_sum(global_state, total, float(sum(weights)), len(weights), round_idx)
+
+
+def entering_secure_sum(updates: list[ClientUpdate], rejected: dict[int, str], n_sampled: int) -> tuple[list[ClientUpdate], int]:
+    """Under secure aggregation, the updates that enter the round's sum, and the sampled
+    clients the round's ``require_min_clients`` counts: none enter when one alone would,
+    since the sum would be that update (it joins ``rejected``, with why); a round whose
+    Poisson sampling chose one client is then a round without update, like one that chose none."""
+    if len(updates) != 1:
+        return updates, n_sampled
+    rejected[updates[0].client_id] = "the only update of its round: a secure sum of one would reveal it"
+    return [], 0 if n_sampled == 1 else n_sampled

@@ -192,13 +192,13 @@ def _train_inprocess(run: RunComponents, dataset: ConnectionDataset) -> dict[str
         """Record-level DP's pipeline (``federation.record_privacy``): the clients release their
         statistics under theta_{t-1}, and round t trains under the mixture of theta_{t-2}."""
         if round_idx - 1 not in mixtures:
-            mixtures[round_idx - 1] = released_mixture(net, [clients[k] for k in gmm_clients], run.stats_privacy, round_idx - 1)
+            mixtures[round_idx - 1] = released_mixture(net, [clients[k] for k in gmm_clients], run.stats_release, round_idx - 1)
         return mixtures.get(round_idx - 2)
 
     def evaluate(net: DAGMM, threshold_refs: tuple[str, ...], round_idx: int, log_scores_at: int | None = None):
         mixture, metrics = evaluate_global_model(
             net, clients, gmm_clients, cfg.method.eval_client, cfg.eval.anomaly_ratio, threshold_refs, training.device,
-            round_idx, run.stats_privacy, log_scores_at, mixtures.get(round_idx),
+            round_idx, run.stats_release, log_scores_at, mixtures.get(round_idx),
         )
         mixtures[round_idx] = mixture
         return mixture, metrics
@@ -272,7 +272,7 @@ def _train_federated(
         log.info("resuming %s after round %d", cfg.paths.output_dir, checkpoint.round)
 
     def round_end(round_idx: int, updates: list, rejected: dict[int, str], sampled: list[int]) -> None:
-        losses, extra = round_record(updates, rejected, sampled, len(clients))
+        losses, extra = round_record(updates, rejected, sampled, len(clients), run.secure_aggregation)
         on_round_end(round_idx, global_net, losses, **extra)
         save_checkpoint(
             checkpoint_path,
@@ -288,7 +288,10 @@ def _train_federated(
             ),
         )
 
-    run_rounds(global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, run.sample_round, round_end, first_round, frozen_mixture)
+    run_rounds(
+        global_net, clients, strategy, cfg.fed.rounds, cfg.fed.min_clients, run.sample_round, round_end, first_round, frozen_mixture,
+        run.secure_aggregation,
+    )  # fmt: skip
 
 
 def _short(counts: dict[str, dict[str, int]], shown: int = 4, shared_test: bool = False) -> str:

@@ -141,7 +141,7 @@ def test_released_statistics_are_noised_sums_made_valid():
                for _ in range(50)]  # fmt: skip
     summed = sum(clients[1:], clients[0])
     z = 0.05
-    released = _privacy(stats_clip_norm=1.0, given_noise_multiplier=z).release_stats(clients, round_idx=3)
+    released = _privacy(stats_clip_norm=1.0, given_noise_multiplier=z).release_sum(summed, len(clients), round_idx=3)
     assert released.n == 50
     # s0 and s1 carry the noise as drawn (the weights are far above the floor); 16 + 48 draws.
     residual = torch.cat([(released.s0 - summed.s0), (released.s1 - summed.s1).flatten()])
@@ -196,6 +196,14 @@ def _dp_cfg(*overrides):
         (["privacy.adaptive_clipping=true", "privacy.noise_multiplier=2"], "needs privacy.clipped_count_stddev above 2.0/2 (it is 1)"),
         (["privacy.adaptive_clipping=true", "fed.clients_per_round=5"], "(it is 0.25): raise it, or fed.clients_per_round"),
         (["privacy.target_unclipped_quantile=1"], "privacy.target_unclipped_quantile must be"),
+        (["privacy.noise_at=clients"], "privacy.noise_at=clients needs privacy.secure_aggregation=true"),
+        (["privacy.noise_at=everywhere"], "privacy.noise_at must be server or clients"),
+        (["privacy=none", "privacy.noise_at=clients", "privacy.secure_aggregation=true"], "privacy=none has none to move"),
+        (["privacy.secure_aggregation=true", "privacy.adaptive_clipping=true"], "which secure aggregation hides"),
+        (["privacy.secure_aggregation=true", "fed.gmm_stats=local"], "use fed.gmm_stats=global"),
+        (["privacy.secure_aggregation=true", "fed.clients_per_round=1"], "a sum of one update reveals it"),
+        (["privacy=none", "privacy.secure_aggregation=true", "eval.threshold_ref=pooled"], "with privacy.secure_aggregation=true use eval.threshold_ref=own"),
+        (["privacy=none", "privacy.secure_aggregation=true", "method=pooled"], "method=pooled is centralised"),
     ],
 )
 def test_impossible_privacy_settings_are_one_line_errors(tmp_path, overrides, expected):

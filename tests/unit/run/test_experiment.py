@@ -2,7 +2,9 @@
 sampling, per-client evaluation, exact resume with server and client state, classical
 baselines (method.detector) and the untrained DAGMM reference (fed.rounds=0)."""
 
+import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -132,19 +134,22 @@ def test_under_dp_what_leaves_each_client_is_clipped_and_the_epsilon_is_logged(s
     from fdagmm.federation.privacy import ClientLevelDP
 
     seen = {"updates": [], "stats": []}
-    noised_mean_update, release_stats = ClientLevelDP.noised_mean_update, ClientLevelDP.release_stats
+    from fdagmm.federation.client import Client
+
+    noised_mean_update, shared_gmm_stats = ClientLevelDP.noised_mean_update, Client.shared_gmm_stats
 
     def spy_updates(self, global_state, updates, round_idx, keys):
         for u in updates:
             seen["updates"].append(float(sum((u.state[k].double() - global_state[k].double()).square().sum() for k in u.state).sqrt()))
         return noised_mean_update(self, global_state, updates, round_idx, keys)
 
-    def spy_stats(self, stats, round_idx):
-        seen["stats"] += [(s.n, float(torch.cat([s.s0, s.s1.flatten(), s.s2.flatten()]).norm())) for s in stats]
-        return release_stats(self, stats, round_idx)
+    def spy_stats(self, net, round_idx):
+        s = shared_gmm_stats(self, net, round_idx)
+        seen["stats"].append((s.n, float(torch.cat([s.s0, s.s1.flatten(), s.s2.flatten()]).norm())))
+        return s
 
     monkeypatch.setattr(ClientLevelDP, "noised_mean_update", spy_updates)
-    monkeypatch.setattr(ClientLevelDP, "release_stats", spy_stats)
+    monkeypatch.setattr(Client, "shared_gmm_stats", spy_stats)
     payload = train(_cfg(synthetic_file, tmp_path, "partition=iid", "partition.num_clients=4", "fed.rounds=2", "privacy=dp",
                          "privacy.delta=0.1", "privacy.clip_norm=1e-3", "privacy.stats_clip_norm=0.1"))  # fmt: skip
     assert len(seen["updates"]) == 8 and max(seen["updates"]) <= 1e-3 * (1 + 1e-5)
@@ -293,14 +298,14 @@ def test_under_record_dp_round_t_trains_under_the_mixture_released_from_theta_t_
     from fdagmm.models.dagmm import mixture_from_stats
 
     releases, released, trained_under, sent = [], {}, {}, []
-    noised_stats, release_stats, update = RecordLevelDP.noised_stats, RecordLevelDP.release_stats, Client.update
+    noised_stats, release_stats, update = RecordLevelDP.noised_stats, RecordLevelDP.release_sum, Client.update
 
     def spy_noised(self, net, x, client_id, round_idx):
         releases.append((round_idx, client_id))
         return noised_stats(self, net, x, client_id, round_idx)
 
-    def spy_release(self, stats, round_idx):
-        released[round_idx] = release_stats(self, stats, round_idx)
+    def spy_release(self, summed, n_clients, round_idx):
+        released[round_idx] = release_stats(self, summed, n_clients, round_idx)
         return released[round_idx]
 
     def spy_update(self, global_state, round_idx, frozen_mixture=None):
@@ -310,7 +315,7 @@ def test_under_record_dp_round_t_trains_under_the_mixture_released_from_theta_t_
         return result
 
     monkeypatch.setattr(RecordLevelDP, "noised_stats", spy_noised)
-    monkeypatch.setattr(RecordLevelDP, "release_stats", spy_release)
+    monkeypatch.setattr(RecordLevelDP, "release_sum", spy_release)
     monkeypatch.setattr(Client, "update", spy_update)
     payload = train(_cfg(synthetic_file, tmp_path, "partition=iid", "partition.num_clients=2", "fed.rounds=3", "privacy=record_dp",
                          "eval.every_n_rounds=2"))  # fmt: skip
@@ -340,8 +345,8 @@ def test_a_resumed_private_run_draws_fresh_noise(synthetic_file, tmp_path, monke
     seeds = []
     original = ClientLevelDP.noise_generator
 
-    def spy(self, round_idx, stream):
-        generator = original(self, round_idx, stream)
+    def spy(self, round_idx, stream, client_id=0):
+        generator = original(self, round_idx, stream, client_id)
         seeds.append(generator.initial_seed())
         return generator
 
@@ -418,3 +423,24 @@ def test_a_run_builds_its_partitioner_strategy_and_privacy_mechanism_once(synthe
     assert built.count(cfg.partition._target_) == 1 and built.count(cfg.strategy._target_) == 1
     assert len(mechanisms) == (1 if cfg.privacy.name == "dp" else 0)
     assert len(payload["history"]) == cfg.fed.rounds
+
+
+@pytest.mark.flower
+@pytest.mark.skipif(importlib.util.find_spec("flwr") is None and os.environ.get("FDAGMM_REQUIRE_FLOWER") != "1", reason="Flower is not installed")
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedper"])
+def test_secure_aggregation_gives_the_plain_federation_within_rounding(synthetic_file, tmp_path, strategy):
+    """The same run with and without secure aggregation: weights that differ by the fixed
+    point's rounding (2^-25 per client and entry), so the same detection metrics to 1e-6 and
+    the same threshold (an energy, which the mixture's inverse covariance amplifies) to 1e-4;
+    no training loss in the secure run's history, whose server saw sums only."""
+    overrides = ("partition=iid", "partition.num_clients=3", "fed.rounds=2", f"strategy={strategy}")
+    plain = train(_cfg(synthetic_file, tmp_path / "plain", *overrides))
+    secure = train(_cfg(synthetic_file, tmp_path / "secure", *overrides, "privacy.secure_aggregation=true"))
+    threshold = "test/threshold"
+    assert secure["final"][threshold] == pytest.approx(plain["final"][threshold], rel=1e-4)
+    assert {k: v for k, v in secure["final"].items() if k != threshold} == pytest.approx({k: v for k, v in plain["final"].items() if k != threshold}, rel=1e-6)
+    weights = [torch.load(d / "model.pt", weights_only=True)["net_state"] for d in (tmp_path / "plain", tmp_path / "secure")]
+    assert 0 < max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0]) < 1e-6
+    assert not any(k.startswith("train/loss") for h in secure["history"] for k in h)
+    assert any(k.startswith("train/loss") for h in plain["history"] for k in h)
+    assert secure["privacy"] == {"secure_aggregation": True} and "privacy" not in plain

@@ -8,7 +8,8 @@ only Flower at load time and each handler what its message needs: ``describe`` t
 partition reader, a round message the training and evaluation stack (``client_round``).
 
 One message per round (see ``server_app``): ``train`` when this client trains in the
-round, ``evaluate`` when it only reports statistics or test metrics.
+round, ``evaluate`` when it only reports statistics or test metrics; under secure
+aggregation three ``secagg`` queries follow it (``secure_sums``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def describe(msg: Message, context: Context) -> Message:
     if needs_client_stats(scaling):
         reply["scaling-stats"] = scaling_stats_record(ScalingStats.of(records.train, schema, scaling))
     return Message(reply, reply_to=msg)
+
+
+@app.query("secagg")
+def secure_aggregation_step(msg: Message, context: Context) -> Message:
+    """A step of the round's secure sums (``secure_sums``): shares, masked input or unmask."""
+    from fdagmm.federation.flower import secure_sums
+
+    return secure_sums.client_step(msg, context)
 
 
 @app.train()

@@ -15,6 +15,10 @@ A message for round t may carry, in this order:
    reported in the reply (``train-error``) and leaves the client out of the round, as in
    process; a failure in 1 or 2 fails the message.
 
+Under secure aggregation (``privacy.secure_aggregation``) the statistics and the update (its
+strategy's ``contribution``; a non-finite one is a ``train-error``) do not leave as they are:
+the client joins the round's sums (``secure_sums.join``) and the reply carries its public keys.
+
 Evaluations run with the personal layers (FedPer) the client had after the evaluated round:
 the statistics before this round's training, and the test with a copy kept for it in
 ``context.state`` when the client trained in between (``keep-personal``).
@@ -35,6 +39,7 @@ from fdagmm.config import build
 from fdagmm.data.features import FeatureEncoder
 from fdagmm.federation.client import Client
 from fdagmm.federation.components import build_components, build_local_training, export_detector, planned_training_steps, prepare_process
+from fdagmm.federation.flower import secure_sums
 from fdagmm.federation.flower.partitions import ENCODED_DIR, NodeData, encoded_partition
 from fdagmm.federation.flower.records import (
     config_from_run,
@@ -42,6 +47,7 @@ from fdagmm.federation.flower.records import (
     gmm_stats_record,
     scaling_from_record,
 )
+from fdagmm.federation.rounds import stats_vector, unusable_reason
 from fdagmm.models.dagmm import DAGMM, mixture_from_stats
 
 # This client's records in context.state: its TensorBoard step, its personal layers, its
@@ -74,6 +80,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
     marks["data"] = time.time()
 
     reply: dict[str, ArrayRecord | ConfigRecord | MetricRecord] = {"metrics": MetricRecord({"client-id": client.client_id})}
+    secure = bool(cfg.privacy.secure_aggregation)
     if int(config["test-round"]):
         # The personal layers after the tested round: the copy kept before this client's
         # training since then, if it trained, else the current ones.
@@ -86,7 +93,10 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
         # Only the global mixture's statistics are released under differential privacy; with
         # fed.gmm_stats=local the evaluated client's own come back to it unchanged, as in process.
         stats = client.shared_gmm_stats(net, int(config["server-round"]) - 1) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
-        reply["gmm-stats"] = gmm_stats_record(stats)
+        if secure:
+            reply[f"secagg-{secure_sums.STATS_SUM}"] = secure_sums.join(context, secure_sums.STATS_SUM, client.client_id, stats_vector(stats))
+        else:
+            reply["gmm-stats"] = gmm_stats_record(stats)
     marks["evaluated"] = time.time()
 
     if bool(config["train"]):
@@ -95,14 +105,21 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
             context.state[TEST_ROUND_KEY] = MetricRecord({"round": int(config["server-round"]) - 1})
         try:
             frozen = mixture_from_stats(gmm_stats_from_record(msg.content["frozen-stats"])) if "frozen-stats" in msg.content else None
-            update = client.update(msg.content["arrays"].to_torch_state_dict(), int(config["server-round"]), frozen)
+            global_state = msg.content["arrays"].to_torch_state_dict()
+            update = client.update(global_state, int(config["server-round"]), frozen)
         except Exception as e:  # one organisation's failure leaves it out of the round, as in process
             reply["train-error"] = ConfigRecord({"reason": f"{type(e).__name__}: {e}"})
         else:
-            reply["arrays"] = ArrayRecord(update.state)
             reply["metrics"]["num-examples"] = update.n_samples
-            if not math.isnan(update.train_loss):  # under record-level DP the loss stays here
-                reply["metrics"]["train-loss"] = update.train_loss
+            if not secure:
+                reply["arrays"] = ArrayRecord(update.state)
+                if not math.isnan(update.train_loss):  # under record-level DP the loss stays here
+                    reply["metrics"]["train-loss"] = update.train_loss
+            elif reason := unusable_reason(update):  # the server cannot look at it: the client does
+                reply["train-error"] = ConfigRecord({"reason": reason})
+            else:
+                contribution = client.strategy.contribution(global_state, update, int(config["server-round"]))
+                reply[f"secagg-{secure_sums.UPDATE_SUM}"] = secure_sums.join(context, secure_sums.UPDATE_SUM, client.client_id, contribution)
             context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
             if client.personal_state:
                 context.state[PERSONAL_KEY] = ArrayRecord(client.personal_state)

@@ -8,15 +8,18 @@ nothing from them).
 Then one message per client per round (``FdagmmRounds``): the sampled clients train from
 the global weights and the run's ``Strategy`` aggregates the usable updates, exactly as in
 process; the mixture statistics and the evaluated client's test ride on the following
-messages. The server writes metrics.json and its TensorBoard events into the run dir, as
-the in-process backend does, and ``flower/timings.json``: when each message was sent and
-answered, and how long each ClientApp spent on each part (``make bench``).
+messages. Under secure aggregation the updates and statistics arrive as sums, after three
+``query.secagg`` exchanges per round message (``secure_sums``). The server writes
+metrics.json and its TensorBoard events into the run dir, as the in-process backend does,
+and ``flower/timings.json``: when each message was sent and answered, and how long each
+ClientApp spent on each part (``make bench``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import logging
 import time
@@ -48,12 +51,15 @@ from fdagmm.federation.flower.records import (
     scaling_record,
     scaling_stats_from_record,
 )
+from fdagmm.federation.flower.secure_sums import STATS_SUM, UPDATE_SUM, run_sums
 from fdagmm.federation.rounds import (
     FederationError,
-    federation_stats,
+    aggregate_secure_sum,
+    entering_secure_sum,
     mixture_clients,
     require_min_clients,
     round_record,
+    stats_of_vector,
     unusable_reason,
 )
 from fdagmm.federation.privacy import ClientLevelDP
@@ -114,7 +120,8 @@ class FdagmmRounds:
         self.cfg = cfg = run.cfg
         self.grid = grid
         self.strategy = run.strategy
-        self.stats_privacy = run.stats_privacy
+        self.release = run.stats_release
+        self.secure = run.secure_aggregation
         self.record_level = isinstance(run.privacy, RecordLevelDP)
         self.node_of = node_of  # client id -> Flower node id
         self.client_of = {node: client for client, node in node_of.items()}
@@ -204,19 +211,24 @@ class FdagmmRounds:
                 self.final = by_client[eval_client]
                 self.per_client = {f"client{k}": m for k, m in sorted(by_client.items())}
             del self.states[test_round]
-        if stats_round is not None:
-            stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
-            self.mixture_stats[stats_round] = gmm_stats_record(federation_stats(stats, self.stats_privacy, stats_round))
-        if t <= total:  # under Poisson sampling a round may have no trainer: the noise alone moves theta
-            self.states[t] = self.aggregate(t, trainers, replied)
+        if self.secure:
+            started = time.time()
+            self.secure_sums(t, total, stats_round, trainers, stats_clients, replied, reply_of)
+            self.timings[-1]["secure_aggregation_s"] = time.time() - started
+        else:
+            if stats_round is not None:
+                stats = [gmm_stats_from_record(reply_of(k, "GMM statistics", stats_round).content["gmm-stats"]) for k in stats_clients]
+                self.mixture_stats[stats_round] = gmm_stats_record(self.release(stats, stats_round))
+            if t <= total:  # under Poisson sampling a round may have no trainer: the noise alone moves theta
+                self.states[t] = self.aggregate(t, trainers, replied)
         if not (t - 1 >= 1 and self.rounds.evaluates(t - 1)):
             self.states.pop(t - 1, None)  # no test will need it
         self.record_ready()
 
-    def aggregate(self, t: int, trainers: list[int], replied: dict[int, Message]) -> dict[str, Tensor]:
-        """theta_t: the strategy's aggregate of the usable updates, in client order; failed or
-        non-finite ones are left out."""
-        updates, rejected = [], {}
+    def trained(self, trainers: list[int], replied: dict[int, Message]) -> tuple[list[int], dict[int, str]]:
+        """The trainers whose reply carries an update (or under secure aggregation, its keys),
+        in client order, and the others with why."""
+        ok, rejected = [], {}
         for k in trainers:
             msg = replied.get(k)
             if msg is None:
@@ -226,17 +238,68 @@ class FdagmmRounds:
             elif "train-error" in msg.content:
                 rejected[k] = str(msg.content["train-error"]["reason"])
             else:
-                metrics = msg.content["metrics"]
-                update = ClientUpdate(
-                    client_id=k,
-                    state=msg.content["arrays"].to_torch_state_dict(),
-                    n_samples=int(metrics["num-examples"]),
-                    train_loss=float(metrics["train-loss"]) if "train-loss" in metrics else math.nan,  # none under record-level DP
-                )
-                if reason := unusable_reason(update):
-                    rejected[k] = reason
-                else:
-                    updates.append(update)
+                ok.append(k)
+        return ok, rejected
+
+    def secure_sums(
+        self,
+        t: int,
+        total: int,
+        stats_round: int | None,
+        trainers: list[int],
+        stats_clients: list[int],
+        replied: dict[int, Message],
+        reply_of: Callable[[int, str, int], Message],
+    ) -> None:
+        """Message t's sums by secure aggregation (``secure_sums``): the statistics of round
+        t-1 and the updates of round t, of which the server learns the sums alone."""
+        joined = {}
+        if stats_round is not None:
+            joined[STATS_SUM] = {k: reply_of(k, "GMM statistics", stats_round).content[f"secagg-{STATS_SUM}"] for k in stats_clients}
+        ok, rejected = self.trained(trainers, replied)
+        weights = {k: int(replied[k].content["metrics"]["num-examples"]) for k in ok}
+        entering, n_sampled = entering_secure_sum([ClientUpdate(k, {}, weights[k], math.nan) for k in ok], rejected, len(trainers))
+        if entering:
+            joined[UPDATE_SUM] = {u.client_id: replied[u.client_id].content[f"secagg-{UPDATE_SUM}"] for u in entering}
+
+        def send(contents: dict[int, RecordDict]) -> dict[int, RecordDict]:
+            messages = [
+                Message(c, dst_node_id=self.node_of[k], message_type=f"{MessageType.QUERY}.secagg", group_id=str(t)) for k, c in contents.items()
+            ]
+            replies = exchange(self.grid, messages, self.cfg.fed.flower.timeout_s)
+            return {self.client_of[m.metadata.src_node_id]: m.content for m in replies if not m.has_error()}
+
+        sums = run_sums(send, joined)
+        if stats_round is not None:
+            summed, survivors = sums[STATS_SUM]
+            self.mixture_stats[stats_round] = gmm_stats_record(self.release.of_sum(stats_of_vector(summed), len(survivors), stats_round))
+        if t > total:
+            return
+        summed, survivors = sums.get(UPDATE_SUM, (None, []))
+        for u in entering:
+            if u.client_id not in survivors:
+                rejected[u.client_id] = "dropped out of the secure sum before its masked input"
+        require_min_clients(t, len(survivors), n_sampled, rejected, self.cfg.fed.min_clients)
+        self.unrecorded[t] = round_record([], rejected, trainers, len(self.train_clients), secure=True)
+        self.states[t] = aggregate_secure_sum(self.strategy, self.states[t - 1], summed, [weights[k] for k in survivors], t)
+
+    def aggregate(self, t: int, trainers: list[int], replied: dict[int, Message]) -> dict[str, Tensor]:
+        """theta_t: the strategy's aggregate of the usable updates, in client order; failed or
+        non-finite ones are left out."""
+        updates = []
+        ok, rejected = self.trained(trainers, replied)
+        for k in ok:
+            metrics = replied[k].content["metrics"]
+            update = ClientUpdate(
+                client_id=k,
+                state=replied[k].content["arrays"].to_torch_state_dict(),
+                n_samples=int(metrics["num-examples"]),
+                train_loss=float(metrics["train-loss"]) if "train-loss" in metrics else math.nan,  # none under record-level DP
+            )
+            if reason := unusable_reason(update):
+                rejected[k] = reason
+            else:
+                updates.append(update)
         require_min_clients(t, len(updates), len(trainers), rejected, self.cfg.fed.min_clients)
         self.unrecorded[t] = round_record(updates, rejected, trainers, len(self.train_clients))
         return self.strategy.aggregate(self.states[t - 1], updates, t)

@@ -3,7 +3,9 @@
 A strategy has a server side (``aggregate``: the next global weights from the round's
 usable updates, with any server state it keeps, checkpointed through ``state_dict``) and a
 client side (``federated_keys``: which state-dict entries leave a client; ``local_penalty``:
-a term added to a client's local objective). The backends only move tensors between the two.
+a term added to a client's local objective). Under secure aggregation a client sends its
+``contribution`` instead of its weights, and the server sees only their sum
+(``aggregate_sum``). The backends only move tensors between the two.
 """
 
 from __future__ import annotations
@@ -59,12 +61,32 @@ class Strategy:
     def aggregate(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
         """The next global state after ``round_idx``: the average of the updates' entries,
         through ``server_update``; entries the clients do not send keep their global value."""
-        average = self.average(global_state, updates, round_idx)
+        return self._adopt(global_state, self.average(global_state, updates, round_idx))
+
+    def aggregate_sum(
+        self, global_state: dict[str, Tensor], total: dict[str, Tensor], weight: float, n_updates: int, round_idx: int
+    ) -> dict[str, Tensor]:
+        """``aggregate`` from the secure sum of ``n_updates`` updates' ``contribution``s
+        (``privacy.secure_aggregation``), ``weight`` the sum of their n_k."""
+        return self._adopt(global_state, self.average_of_sum(global_state, total, weight, n_updates, round_idx))
+
+    def _adopt(self, global_state: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
         return {**global_state, **self.server_update({k: global_state[k] for k in average}, average)}
 
     def average(self, global_state: dict[str, Tensor], updates: list[ClientUpdate], round_idx: int) -> dict[str, Tensor]:
         """The weighted average sum_k n_k / n theta_k (DP-FedAvg replaces it)."""
         return fedavg([u.state for u in updates], [u.n_samples for u in updates])
+
+    def contribution(self, global_state: dict[str, Tensor], update: ClientUpdate, round_idx: int) -> dict[str, Tensor]:
+        """What a client adds to the round's secure sum, computed where the client is: its
+        update n_k (theta_k - theta) over the entries it sends, in float64."""
+        return {k: update.n_samples * (v.double() - global_state[k].double()) for k, v in update.state.items()}
+
+    def average_of_sum(
+        self, global_state: dict[str, Tensor], total: dict[str, Tensor], weight: float, n_updates: int, round_idx: int
+    ) -> dict[str, Tensor]:
+        """The weighted average from the sum of the contributions: theta + total / sum n_k."""
+        return {k: (global_state[k].double() + t / weight).to(global_state[k].dtype) for k, t in total.items()}
 
     def server_update(self, current: dict[str, Tensor], average: dict[str, Tensor]) -> dict[str, Tensor]:
         """FedAvg adopts the average as it is."""
