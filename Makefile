@@ -62,13 +62,15 @@ privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients
 	$(PYTHON) src/privacy_cost.py $(PRIVACY_DIR)/dp $(PRIVACY_DIR)/none $(PRIVACY_DIR)/local --wall-time-s $$(( $$(date +%s) - start ))
 
 NO_DP := privacy=none privacy.target_epsilon=null
-private-learning:  ## does DP-FedAvg learn where training matters? UNSW-NB15, 100 clients: epsilon 1/3/8, no DP, an untrained network, clients 0-9 alone, seeds 0-2 (45 jobs), then a table and a figure
+# private-learning's setting: private_learning (UNSW-NB15) or private_benchmark (the DAGMM benchmark, KDDCUP99).
+PRIVATE_LEARNING ?= private_learning
+private-learning:  ## does DP-FedAvg learn where training matters? 100 clients (PRIVATE_LEARNING=private_learning: UNSW-NB15; private_benchmark: the DAGMM benchmark): epsilon 1/3/8, no DP, an untrained network, clients 0-9 alone, seeds 0-2 (45 jobs), then a table and a figure
 	@start=$$(date +%s); \
-	$(PYTHON) src/train.py experiment=private_learning hydra.sweep.dir=$(SWEEP_DIR)/dp $(ARGS) && \
-	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) hydra.sweep.dir=$(SWEEP_DIR)/none $(ARGS) && \
-	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$(SWEEP_DIR)/untrained $(ARGS) && \
-	$(PYTHON) src/train.py experiment=private_learning $(NO_DP) method=local method.home_client=0,1,2,3,4,5,6,7,8,9 fed.clients_per_round=null hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS) || exit 1; \
-	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) --figure docs/figures/private_learning.png --wall-time-s $$(( $$(date +%s) - start ))
+	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) hydra.sweep.dir=$(SWEEP_DIR)/dp $(ARGS) && \
+	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) hydra.sweep.dir=$(SWEEP_DIR)/none $(ARGS) && \
+	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$(SWEEP_DIR)/untrained $(ARGS) && \
+	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) method=local method.home_client=0,1,2,3,4,5,6,7,8,9 fed.clients_per_round=null hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS) || exit 1; \
+	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) --figure docs/figures/$(PRIVATE_LEARNING).png --wall-time-s $$(( $$(date +%s) - start ))
 
 # record-dp: per setting, name:overrides(comma-separated):learning-rate grid. With a grid, the private
 # runs sweep it on validation data and on the test set, and the table keeps, per epsilon, the rate the
