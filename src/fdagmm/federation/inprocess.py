@@ -3,8 +3,9 @@
 Per round: the server samples the clients that train (``rounds.sample_clients``), each
 trains from the global weights (``Client.update``), the strategy aggregates the usable
 updates (``Strategy.aggregate``; under secure aggregation, the secure sum of their
-``Strategy.contribution``s, by the protocol of ``federation.secure_aggregation``). The same rules and the same strategy objects run in the
-Flower backend (``federation.flower``); only the transport differs.
+``Strategy.contribution``s, by the protocol of ``federation.secure_aggregation``). The same
+rules and the same strategy objects run in the Flower backend (``federation.flower``); only
+the transport differs.
 """
 
 from __future__ import annotations
