@@ -308,10 +308,15 @@ def secure_sum(vectors: dict[int, np.ndarray]) -> np.ndarray:
     return server.total({k: participants[k].unmask(survivors, dropped) for k in survivors})
 
 
+def common_layout(layouts: list[Layout]) -> Layout:
+    """The layout every participant's vector has: a ValueError when two differ."""
+    if any(layout != layouts[0] for layout in layouts):
+        raise ValueError("the clients' tensors differ in names or shapes")
+    return layouts[0]
+
+
 def secure_tensor_sum(by_client: dict[int, dict[str, Tensor]]) -> dict[str, Tensor]:
     """``secure_sum`` of the clients' tensors (the same names and shapes at every client), in float64."""
     flat = {k: flatten(tensors) for k, tensors in by_client.items()}
-    layout = next(iter(flat.values()))[1]
-    if any(other != layout for _, other in flat.values()):
-        raise ValueError("the clients' tensors differ in names or shapes")
+    layout = common_layout([layout for _, layout in flat.values()])
     return unflatten(secure_sum({k: vector for k, (vector, _) in flat.items()}), layout)

@@ -94,7 +94,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
         # fed.gmm_stats=local the evaluated client's own come back to it unchanged, as in process.
         stats = client.shared_gmm_stats(net, int(config["server-round"]) - 1) if cfg.fed.gmm_stats == "global" else client.gmm_stats(net)
         if secure:
-            reply[f"secagg-{secure_sums.STATS_SUM}"] = secure_sums.join(context, secure_sums.STATS_SUM, client.client_id, stats_vector(stats))
+            reply[secure_sums.keys_key(secure_sums.STATS_SUM)] = secure_sums.join(context, secure_sums.STATS_SUM, client.client_id, stats_vector(stats))
         else:
             reply["gmm-stats"] = gmm_stats_record(stats)
     marks["evaluated"] = time.time()
@@ -119,7 +119,7 @@ def handle(msg: Message, context: Context, marks: dict[str, float]) -> Message:
                 reply["train-error"] = ConfigRecord({"reason": reason})
             else:
                 contribution = client.strategy.contribution(global_state, update, int(config["server-round"]))
-                reply[f"secagg-{secure_sums.UPDATE_SUM}"] = secure_sums.join(context, secure_sums.UPDATE_SUM, client.client_id, contribution)
+                reply[secure_sums.keys_key(secure_sums.UPDATE_SUM)] = secure_sums.join(context, secure_sums.UPDATE_SUM, client.client_id, contribution)
             context.state[STATE_KEY] = MetricRecord({"step-offset": client.logger.step_offset})
             if client.personal_state:
                 context.state[PERSONAL_KEY] = ArrayRecord(client.personal_state)

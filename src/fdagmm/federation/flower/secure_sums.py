@@ -18,10 +18,15 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from torch import Tensor
 
-from fdagmm.federation.secure_aggregation import Layout, Participant, PublicKeys, SumServer, flatten, unflatten
+from fdagmm.federation.secure_aggregation import Layout, Participant, PublicKeys, SumServer, common_layout, flatten, unflatten
 
 UPDATE_SUM, STATS_SUM = "update", "stats"
 SHARE, MASK, UNMASK = "share", "mask", "unmask"
+
+
+def keys_key(name: str) -> str:
+    """The round reply's record of a client's ``join`` of sum ``name``."""
+    return f"secagg-{name}"
 
 
 def _state_key(name: str) -> str:
@@ -78,7 +83,7 @@ def run_sums(send: Send, joined: dict[str, dict[int, ConfigRecord]]) -> dict[str
         return {}
     servers, layouts = {}, {}
     for name, records in joined.items():
-        layouts[name] = _one_layout(name, records)
+        layouts[name] = _one_layout(records)
         keys: dict[int, PublicKeys] = {k: (bytes(r["share-key"]), bytes(r["mask-key"])) for k, r in records.items()}
         servers[name] = SumServer(keys)
 
@@ -115,9 +120,5 @@ def run_sums(send: Send, joined: dict[str, dict[int, ConfigRecord]]) -> dict[str
     return results
 
 
-def _one_layout(name: str, records: dict[int, ConfigRecord]) -> Layout:
-    layouts = {k: [(n, tuple(shape)) for n, shape in json.loads(str(r["layout"]))] for k, r in records.items()}
-    first = next(iter(layouts.values()))
-    if any(layout != first for layout in layouts.values()):
-        raise ValueError(f"the clients' {name} vectors differ in names or shapes")
-    return first
+def _one_layout(records: dict[int, ConfigRecord]) -> Layout:
+    return common_layout([[(n, tuple(shape)) for n, shape in json.loads(str(r["layout"]))] for r in records.values()])

@@ -51,7 +51,7 @@ from fdagmm.federation.flower.records import (
     scaling_record,
     scaling_stats_from_record,
 )
-from fdagmm.federation.flower.secure_sums import STATS_SUM, UPDATE_SUM, run_sums
+from fdagmm.federation.flower.secure_sums import STATS_SUM, UPDATE_SUM, keys_key, run_sums
 from fdagmm.federation.rounds import (
     FederationError,
     aggregate_secure_sum,
@@ -255,12 +255,12 @@ class FdagmmRounds:
         t-1 and the updates of round t, of which the server learns the sums alone."""
         joined = {}
         if stats_round is not None:
-            joined[STATS_SUM] = {k: reply_of(k, "GMM statistics", stats_round).content[f"secagg-{STATS_SUM}"] for k in stats_clients}
+            joined[STATS_SUM] = {k: reply_of(k, "GMM statistics", stats_round).content[keys_key(STATS_SUM)] for k in stats_clients}
         ok, rejected = self.trained(trainers, replied)
         weights = {k: int(replied[k].content["metrics"]["num-examples"]) for k in ok}
         entering, n_sampled = entering_secure_sum([ClientUpdate(k, {}, weights[k], math.nan) for k in ok], rejected, len(trainers))
         if entering:
-            joined[UPDATE_SUM] = {u.client_id: replied[u.client_id].content[f"secagg-{UPDATE_SUM}"] for u in entering}
+            joined[UPDATE_SUM] = {u.client_id: replied[u.client_id].content[keys_key(UPDATE_SUM)] for u in entering}
 
         def send(contents: dict[int, RecordDict]) -> dict[int, RecordDict]:
             messages = [
