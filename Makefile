@@ -64,13 +64,31 @@ privacy-cost:  ## AUROC against epsilon (docs/privacy.md): 21 runs of 50 clients
 NO_DP := privacy=none privacy.target_epsilon=null
 # private-learning's setting: private_learning (UNSW-NB15) or private_benchmark (the DAGMM benchmark, KDDCUP99).
 PRIVATE_LEARNING ?= private_learning
-private-learning:  ## does DP-FedAvg learn where training matters? 100 clients (PRIVATE_LEARNING=private_learning: UNSW-NB15; private_benchmark: the DAGMM benchmark): epsilon 1/3/8, no DP, an untrained network, clients 0-9 alone, seeds 0-2 (45 jobs), then a table and a figure
-	@start=$$(date +%s); \
-	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) hydra.sweep.dir=$(SWEEP_DIR)/dp $(ARGS) && \
+# private-learning's tuning (docs/privacy.md, "Tuning DP-FedAvg"): name:overrides(comma-separated) per
+# candidate, in the rule's order, each run on validation data (DP_VALIDATION); the private sweep then
+# runs the one src/privacy_cost.py chooses. Empty (private_learning's default): no tuning.
+ifeq ($(PRIVATE_LEARNING),private_benchmark)
+DP_CANDIDATES ?= 1_base: 2_clip_0.005:privacy.clip_norm=0.005 3_clip_0.1:privacy.clip_norm=0.1 \
+	4_adaptive:privacy.adaptive_clipping=true,privacy.clipped_count_stddev=2 \
+	5_momentum:strategy=fedavgm,strategy.server_momentum=0.9 \
+	6_server_lr:strategy=fedavgm,strategy.server_momentum=0,strategy.server_learning_rate=0.1 \
+	7_per_round_30:fed.clients_per_round=30 8_rounds_100:fed.rounds=100
+DP_VALIDATION ?= data.test_fraction=0.5 data.evaluate_on=validation privacy.target_epsilon=3 seed=0
+endif
+private-learning:  ## does DP-FedAvg learn where training matters? 100 clients (PRIVATE_LEARNING=private_learning: UNSW-NB15; private_benchmark: the DAGMM benchmark, tuned on validation data first): epsilon 1/3/8, no DP, an untrained network, clients 0-9 alone, seeds 0-2 (45 jobs; private_benchmark 8 validation jobs before them), then a table and a figure
+	@start=$$(date +%s); validation=""; \
+	for candidate in $(DP_CANDIDATES); do \
+		name=$${candidate%%:*}; overrides=$$(echo $${candidate#*:} | tr , ' '); \
+		$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $$overrides $(DP_VALIDATION) hydra.sweep.dir=$(SWEEP_DIR)/validation/$$name $(ARGS) || exit 1; \
+		validation="$$validation $(SWEEP_DIR)/validation/$$name"; \
+	done; \
+	chosen=""; if [ -n "$$validation" ]; then chosen=$$($(PYTHON) src/privacy_cost.py --print-choice --validation $$validation) || exit 1; \
+		echo "make private-learning: chosen on validation data: $${chosen:-the setting as it is}"; fi; \
+	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $$chosen hydra.sweep.dir=$(SWEEP_DIR)/dp $(ARGS) && \
 	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) hydra.sweep.dir=$(SWEEP_DIR)/none $(ARGS) && \
 	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) model.optimizer.lr=1e-12 hydra.sweep.dir=$(SWEEP_DIR)/untrained $(ARGS) && \
 	$(PYTHON) src/train.py experiment=$(PRIVATE_LEARNING) $(NO_DP) method=local method.home_client=0,1,2,3,4,5,6,7,8,9 fed.clients_per_round=null hydra.sweep.dir=$(SWEEP_DIR)/alone $(ARGS) || exit 1; \
-	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) --figure docs/figures/$(PRIVATE_LEARNING).png --wall-time-s $$(( $$(date +%s) - start ))
+	$(PYTHON) src/privacy_cost.py $(foreach s,dp none untrained alone,$(SWEEP_DIR)/$(s)) $${validation:+--validation $$validation} --figure docs/figures/$(PRIVATE_LEARNING).png --wall-time-s $$(( $$(date +%s) - start ))
 
 # record-dp: per setting, name:overrides(comma-separated):learning-rate grid. With a grid, the private
 # runs sweep it on validation data and on the test set, and the table keeps, per epsilon, the rate the
