@@ -148,16 +148,24 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(runs: pd.DataFrame, path: Path) -> None:
-    """AUROC (mean and worst client) against epsilon, one line per mixture; bars: std over seeds."""
+    """AUROC (mean and worst client) against epsilon, one line per mixture; bars: std over seeds.
+    A reference without DP (the untrained network, the clients alone) is a dashed level across
+    every epsilon, its band the std over seeds."""
     targets = sorted(runs["target"].unique())
     deltas = sorted(d for d in runs["delta"].unique() if not math.isnan(d))
     position = {t: i for i, t in enumerate(targets)}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, label in zip(axes, ("mean client", "worst client")):
-        for (mixture, network), group in runs.groupby(["mixture", "network"]):
+        for color, ((mixture, network), group) in zip(colors, runs.groupby(["mixture", "network"])):
             stats = group.groupby("target")[label].agg(["mean", "std"])
             name = f"{mixture} mixture" + ("" if network == "trained" else f", {network}")
-            ax.errorbar([position[t] for t in stats.index], stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=name)
+            if network != "trained" and len(targets) > 1:
+                mean, std = stats["mean"].iloc[0], stats["std"].fillna(0).iloc[0]
+                ax.axhline(mean, color=color, linestyle="--", label=name)
+                ax.axhspan(mean - std, mean + std, color=color, alpha=0.12)
+                continue
+            ax.errorbar([position[t] for t in stats.index], stats["mean"], yerr=stats["std"], color=color, marker="o", capsize=3, label=name)
         ax.set_xticks(range(len(targets)), ["∞ (no DP)" if math.isinf(t) else f"{t:g}" for t in targets])
         ax.set_xlabel("ε" + (f" (δ = {', '.join(f'{d:g}' for d in deltas)})" if deltas else ""))
         ax.set_title(f"AUROC, {label}")
