@@ -121,10 +121,10 @@ def test_the_study_gives_the_numbers_recorded_before_the_redesign(kdd_slice, tmp
     expected = RECORDED[method]
     assert payload["partition"] == expected["partition"]
     assert set(payload["final"]) == set(expected["final"]) | ADDED_SINCE
-    assert _recorded(payload["final"], expected["final"]) == pytest.approx(expected["final"], rel=1e-12)
+    _assert_as_recorded(payload["final"], expected["final"])
     assert len(payload["history"]) == len(expected["history"])
     for got, want in zip(payload["history"], expected["history"]):
-        assert _recorded(got, want) == pytest.approx(want, rel=1e-12)
+        _assert_as_recorded(got, want)
 
 
 # Metrics added after the numbers were recorded (the reconstruction error's AUROC): new
@@ -135,3 +135,20 @@ ADDED_SINCE = {"test/auroc_reconstruction"}
 def _recorded(got: dict, want: dict) -> dict:
     """``got`` less the metrics added since ``want`` was recorded."""
     return {k: v for k, v in got.items() if k not in ADDED_SINCE or k in want}
+
+
+# Values computed in float32 (the energy threshold, the training losses): their last bits follow
+# the CPU's vector kernels, so on another machine they match to float32's precision (relative,
+# or absolute near zero, where a threshold can fall). The study's metrics (precision, recall,
+# F1, AUROC, AP: ranks and counts) match exactly.
+FLOAT32_VALUES = ("test/threshold", "train/loss/")
+FLOAT32_TOLERANCE = {"rel": 1e-6, "abs": 1e-6}
+
+
+def _assert_as_recorded(got: dict, want: dict) -> None:
+    got = _recorded(got, want)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        tolerance = FLOAT32_TOLERANCE if key.startswith(FLOAT32_VALUES) else {"rel": 1e-12}
+        assert got[key] == pytest.approx(value, **tolerance), key
+
