@@ -45,6 +45,10 @@ def _score(run_dir: Path, input_path: Path, output: Path, **options):
     return summary, pd.read_csv(output, dtype={"out_of_range": str, "label": str}, keep_default_na=False)
 
 
+# A few swapped near-ties between two processes' float32 energies (see the test below).
+CROSS_PROCESS_AUROC_TOLERANCE = 1e-5
+
+
 def _score_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "src/score.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
@@ -109,7 +113,9 @@ def test_score_cli_on_the_test_file_gives_the_runs_auroc(nsl_files, nsl_run, tmp
     scores = pd.read_csv(output, dtype={"label": str})
     assert len(scores) == 2_963 and scores["line"].tolist() == list(range(1, 2_964))
     auroc = roc_auc_score(scores["label"] != "normal", scores["energy"])
-    assert auroc == pytest.approx(payload["final"]["test/auroc"], abs=1e-9)
+    # Another process may reduce in float32 with other threads or kernels: an energy's last bit
+    # can differ and swap a near-tied pair, 1 / (attacks x normal records) ~ 6e-7 of AUROC each.
+    assert auroc == pytest.approx(payload["final"]["test/auroc"], abs=CROSS_PROCESS_AUROC_TOLERANCE)
     # In process: the summary's metrics are the run's.
     summary, _ = _score(run_dir, test_path, tmp_path / "again.csv")
     for key in ("test/auroc", "test/avg_precision", "test/precision", "test/recall", "test/f1"):
