@@ -45,7 +45,9 @@ def _score(run_dir: Path, input_path: Path, output: Path, **options):
     return summary, pd.read_csv(output, dtype={"out_of_range": str, "label": str}, keep_default_na=False)
 
 
-# A few swapped near-ties between two processes' float32 energies (see the test below).
+# Another process may reduce in float32 with other threads or kernels: an energy's last bit can
+# differ and swap a near-tied pair, 1 / (attacks x normal records) ~ 6e-7 of AUROC each. A few
+# such swaps, not a wrong model, scaling or mixture.
 CROSS_PROCESS_AUROC_TOLERANCE = 1e-5
 
 
@@ -113,8 +115,6 @@ def test_score_cli_on_the_test_file_gives_the_runs_auroc(nsl_files, nsl_run, tmp
     scores = pd.read_csv(output, dtype={"label": str})
     assert len(scores) == 2_963 and scores["line"].tolist() == list(range(1, 2_964))
     auroc = roc_auc_score(scores["label"] != "normal", scores["energy"])
-    # Another process may reduce in float32 with other threads or kernels: an energy's last bit
-    # can differ and swap a near-tied pair, 1 / (attacks x normal records) ~ 6e-7 of AUROC each.
     assert auroc == pytest.approx(payload["final"]["test/auroc"], abs=CROSS_PROCESS_AUROC_TOLERANCE)
     # In process: the summary's metrics are the run's.
     summary, _ = _score(run_dir, test_path, tmp_path / "again.csv")

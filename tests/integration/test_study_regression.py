@@ -151,4 +151,3 @@ def _assert_as_recorded(got: dict, want: dict) -> None:
     for key, value in want.items():
         tolerance = FLOAT32_TOLERANCE if key.startswith(FLOAT32_VALUES) else {"rel": 1e-12}
         assert got[key] == pytest.approx(value, **tolerance), key
-
